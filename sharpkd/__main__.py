@@ -1,0 +1,5 @@
+import sys
+
+from sharpkd.cli import main
+
+sys.exit(main())

@@ -1,0 +1,161 @@
+"""Checkpoints that describe themselves: ``{"format", "kind", "config", "model", "meta"}`` in one ``torch.save`` file.
+
+Loading never runs pickled code: files are read with ``torch.load(weights_only=True)``, which refuses anything but
+tensors and plain containers, and every failure becomes a :class:`~sharpkd.errors.CheckpointError` that names the
+problem (unreadable, unsafe payload, wrong architecture, NaN/Inf weights). Writes go to a temporary file first and are
+renamed into place, so an interrupted save never destroys the previous checkpoint.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from sharpkd.errors import CheckpointError
+from sharpkd.models import model_config, model_from_config
+
+FORMAT = "sharpkd-1"
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def save_checkpoint(path: str | os.PathLike, model: nn.Module, *, meta: dict[str, Any] | None = None) -> Path:
+    """Write ``model``'s config and weights (plus ``meta`` provenance) to ``path`` atomically."""
+    path = Path(path)
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    _atomic_save({"format": FORMAT, **model_config(model), "model": state, "meta": meta or {}}, path)
+    return path
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Read and validate a checkpoint dict without building the model.
+
+    Raises:
+        CheckpointError: missing, empty, corrupt, not a sharpkd checkpoint, or carrying a pickle payload.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes)")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(
+            f"checkpoint {path} holds objects other than tensors (a pickle payload?); refusing to load it: "
+            f"{str(err).splitlines()[0]}"
+        ) from err
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
+        raise CheckpointError(f"checkpoint {path} is corrupt or not a torch file: {str(err).splitlines()[0]}") from err
+    if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt or "kind" not in ckpt:
+        keys = sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise CheckpointError(f"{path} is not a sharpkd checkpoint (expected kind/config/model, found {keys})")
+    return ckpt
+
+
+def _check_finite(path: Path, state: dict[str, torch.Tensor]) -> None:
+    for name, t in state.items():
+        if not isinstance(t, torch.Tensor):
+            raise CheckpointError(f"{path}: entry {name!r} is a {type(t).__name__}, not a tensor")
+        if t.is_floating_point() and not torch.isfinite(t).all():
+            raise CheckpointError(f"{path}: weight {name!r} contains NaN or Inf; the checkpoint is unusable")
+
+
+def load_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model stored in ``path`` (eval mode) and return it with its ``meta`` dict.
+
+    Raises:
+        CheckpointError: see :func:`read_checkpoint`, plus an unknown architecture, weights that do not match the
+            stored architecture, or NaN/Inf weights.
+    """
+    path = Path(path)
+    ckpt = read_checkpoint(path)
+    try:
+        model = model_from_config(ckpt["kind"], dict(ckpt["config"]))
+    except (ValueError, TypeError) as err:
+        raise CheckpointError(f"{path}: cannot build the stored architecture: {err}") from err
+    _load_state(path, model, ckpt["model"])
+    return model.eval(), dict(ckpt.get("meta") or {})
+
+
+def _load_state(path: Path, model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: 'model' is a {type(state).__name__}, not a state dict")
+    _check_finite(path, state)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        first = str(err).splitlines()
+        raise CheckpointError(
+            f"{path}: weights do not match the architecture: {' '.join(s.strip() for s in first[:3])[:300]}"
+        ) from err
+
+
+def load_state_into(path: str | os.PathLike, model: nn.Module) -> dict[str, Any]:
+    """Load the weights in ``path`` into an existing ``model`` of the same architecture; returns ``meta``."""
+    path = Path(path)
+    ckpt = read_checkpoint(path)
+    _load_state(path, model, ckpt["model"])
+    return dict(ckpt.get("meta") or {})
+
+
+def save_training_state(
+    path: str | os.PathLike,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: nn.Module,
+    state: dict[str, Any],
+    *,
+    meta: dict[str, Any] | None = None,
+) -> Path:
+    """A resumable checkpoint: the model checkpoint plus optimizer, loss adapters, loop state and RNG state."""
+    path = Path(path)
+    obj = {
+        "format": FORMAT,
+        **model_config(model),
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "meta": meta or {},
+        "optimizer": optimizer.state_dict(),
+        "loss": loss_fn.state_dict(),
+        "loop": {k: state[k] for k in ("step", "best_psnr", "history", "lr_scale", "stale")},
+        "rng": torch.get_rng_state(),
+    }
+    _atomic_save(obj, path)
+    return path
+
+
+def load_training_state(
+    path: str | os.PathLike, model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: nn.Module, device
+) -> dict[str, Any]:
+    """Restore what :func:`save_training_state` wrote into ``model``/``optimizer``/``loss_fn``; returns loop state."""
+    path = Path(path)
+    ckpt = read_checkpoint(path)
+    _load_state(path, model, ckpt["model"])
+    if "optimizer" not in ckpt or "loop" not in ckpt:
+        raise CheckpointError(f"{path} is a weights-only checkpoint; it cannot resume training")
+    try:
+        optimizer.load_state_dict(ckpt["optimizer"])
+        loss_fn.load_state_dict(ckpt["loss"])
+    except (ValueError, RuntimeError, KeyError) as err:
+        raise CheckpointError(f"{path}: optimizer/loss state does not match this run: {err}") from err
+    for group in optimizer.state.values():
+        for k, v in group.items():
+            if isinstance(v, torch.Tensor):
+                group[k] = v.to(device)
+    if "rng" in ckpt:
+        torch.set_rng_state(ckpt["rng"])
+    loop = dict(ckpt["loop"])
+    loop["best_psnr"] = float(loop["best_psnr"]) if not math.isnan(float(loop["best_psnr"])) else -math.inf
+    return loop

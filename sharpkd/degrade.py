@@ -1,0 +1,288 @@
+"""Degradation synthesis: the soft frames of a poor video call, made from sharp images.
+
+Every function takes and returns ``(B, C, H, W)`` float tensors in ``[0, 1]``, is pure (no global RNG), and is
+deterministic for a given ``torch.Generator``. The four named presets are the project's evaluation suite:
+
+========== =====================================================================================
+name        what it models
+========== =====================================================================================
+downup2     bicubic downscale by 2 (antialiased), then bicubic upscale back: a low-bandwidth stream
+            upscaled by the receiver
+gauss1.5    Gaussian blur, sigma 1.5 px, reflect border: defocus
+motion9     linear motion blur, 9 px long, angle drawn uniformly from [0, 180) degrees: camera shake
+vc          downup2 followed by JPEG quality 35: the full video-call case
+========== =====================================================================================
+
+``strength`` (default 1.0) scales a preset: ``downup`` factor ``1 + strength``, sigma ``1.5 * strength``, motion length
+``round(9 * strength)``, and for ``vc`` JPEG quality ``round(100 - 65 * strength)`` clamped to [5, 95].
+
+Training uses :func:`random_mix` ("mix"): downscale 1.5-4x (p=0.5), Gaussian sigma 0.5-3 (p=0.5), motion length
+3-15 (p=0.3), Gaussian noise sigma up to 0.02 (p=0.3), JPEG quality 30-95 (p=0.5), at least one applied.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+PRESETS: tuple[str, ...] = ("downup2", "gauss1.5", "motion9", "vc")
+TRAIN_MIXES: tuple[str, ...] = ("mix", "presets", "mix+presets")
+
+
+def _check(x: torch.Tensor) -> None:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"expected a torch.Tensor, got {type(x).__name__}")
+    if x.ndim != 4 or not x.is_floating_point():
+        raise ValueError(f"expected a float (B, C, H, W) tensor, got dtype {x.dtype} and shape {tuple(x.shape)}")
+
+
+def _default_generator(generator: torch.Generator | None) -> torch.Generator:
+    return generator if generator is not None else torch.Generator().manual_seed(0)
+
+
+def _uniform(generator: torch.Generator, low: float, high: float) -> float:
+    return low + (high - low) * float(torch.rand((), generator=generator))
+
+
+def downup(x: torch.Tensor, scale: float = 2.0) -> torch.Tensor:
+    """Bicubic downscale by ``scale`` (antialiased) and bicubic upscale back to the input size.
+
+    Shape:
+        ``(B, C, H, W) -> (B, C, H, W)``; the low-resolution size is ``max(1, round(H / scale))`` by the same for W.
+    """
+    _check(x)
+    if scale <= 1.0:
+        return x
+    H, W = x.shape[-2:]
+    h, w = max(1, round(H / scale)), max(1, round(W / scale))
+    small = F.interpolate(x, size=(h, w), mode="bicubic", align_corners=False, antialias=True)
+    return F.interpolate(small, size=(H, W), mode="bicubic", align_corners=False).clamp(0.0, 1.0)
+
+
+def _pad_reflect(x: torch.Tensor, ph: int, pw: int) -> torch.Tensor:
+    # reflect padding needs pad < size; fall back to replicate on tiny images
+    mode = "reflect" if ph < x.shape[-2] and pw < x.shape[-1] else "replicate"
+    return F.pad(x, (pw, pw, ph, ph), mode=mode)
+
+
+def filter2d(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """Convolve every channel with one 2-D ``kernel`` (odd size), reflect border.
+
+    Shape:
+        ``x (B, C, H, W)``, ``kernel (kh, kw)`` -> ``(B, C, H, W)``.
+    """
+    _check(x)
+    kh, kw = kernel.shape
+    assert kh % 2 == 1 and kw % 2 == 1, f"kernel must be odd-sized, got {tuple(kernel.shape)}"
+    C = x.shape[1]
+    weight = kernel.to(x).expand(C, 1, kh, kw)
+    return F.conv2d(_pad_reflect(x, kh // 2, kw // 2), weight, groups=C)
+
+
+def gaussian_kernel1d(sigma: float, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Normalized 1-D Gaussian of size ``2 * ceil(3 * sigma) + 1``."""
+    if sigma <= 0:
+        raise ValueError(f"sigma must be positive, got {sigma}")
+    radius = max(1, math.ceil(3.0 * sigma))
+    t = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    k = torch.exp(-0.5 * (t / sigma) ** 2)
+    return (k / k.sum()).to(dtype)
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Isotropic Gaussian blur with standard deviation ``sigma`` pixels, reflect border.
+
+    Shape:
+        ``(B, C, H, W) -> (B, C, H, W)``.
+    """
+    _check(x)
+    if sigma <= 0:
+        return x
+    k = gaussian_kernel1d(sigma).to(x)
+    C, r = x.shape[1], k.numel() // 2
+    y = F.conv2d(_pad_reflect(x, 0, r), k.view(1, 1, 1, -1).expand(C, 1, 1, -1), groups=C)
+    return F.conv2d(_pad_reflect(y, r, 0), k.view(1, 1, -1, 1).expand(C, 1, -1, 1), groups=C)
+
+
+def motion_kernel(length: int, angle_deg: float, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """A normalized line kernel ``length`` pixels long at ``angle_deg`` (0 = horizontal), antialiased.
+
+    The line is sampled at 8 points per pixel and splatted bilinearly, so every angle has the same length.
+
+    Shape:
+        ``(K, K)`` with ``K = length`` rounded up to odd.
+    """
+    if length < 1:
+        raise ValueError(f"motion length must be >= 1, got {length}")
+    K = length if length % 2 == 1 else length + 1
+    kernel = torch.zeros(K, K, dtype=torch.float64)
+    c = K // 2
+    n = 8 * length
+    t = torch.linspace(-(length - 1) / 2, (length - 1) / 2, n, dtype=torch.float64)
+    a = math.radians(angle_deg)
+    xs, ys = c + t * math.cos(a), c - t * math.sin(a)
+    x0, y0 = xs.floor().long(), ys.floor().long()
+    fx, fy = xs - x0, ys - y0
+    for dx, dy, w in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)), (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):
+        xi, yi = (x0 + dx).clamp(0, K - 1), (y0 + dy).clamp(0, K - 1)
+        kernel.index_put_((yi, xi), w, accumulate=True)
+    return (kernel / kernel.sum()).to(dtype)
+
+
+def motion_blur(x: torch.Tensor, length: int, angle_deg: float) -> torch.Tensor:
+    """Linear motion blur ``length`` pixels long at ``angle_deg``, reflect border.
+
+    Shape:
+        ``(B, C, H, W) -> (B, C, H, W)``.
+    """
+    _check(x)
+    if length <= 1:
+        return x
+    return filter2d(x, motion_kernel(length, angle_deg))
+
+
+def jpeg(x: torch.Tensor, quality: int) -> torch.Tensor:
+    """JPEG-compress each image at ``quality`` (1-95, Pillow's encoder, 4:2:0 chroma) and decode it again.
+
+    Shape:
+        ``(B, C, H, W) -> (B, C, H, W)``, C is 1 or 3; the result is quantized to multiples of 1/255.
+    """
+    _check(x)
+    import numpy as np
+    from PIL import Image
+
+    if not 1 <= quality <= 100:
+        raise ValueError(f"JPEG quality must be in [1, 100], got {quality}")
+    if x.shape[1] not in (1, 3):
+        raise ValueError(f"JPEG needs 1 or 3 channels, got {x.shape[1]}")
+    out = []
+    for img in x:
+        arr = (img.detach().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+        pil = Image.fromarray(arr[..., 0] if arr.shape[2] == 1 else arr)
+        buf = io.BytesIO()
+        pil.save(buf, format="JPEG", quality=int(quality))
+        dec = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert(pil.mode))
+        dec = dec[..., None] if dec.ndim == 2 else dec
+        out.append(torch.from_numpy(dec.copy()).permute(2, 0, 1))
+    return torch.stack(out).to(device=x.device, dtype=x.dtype) / 255.0
+
+
+def add_noise(x: torch.Tensor, sigma: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Add white Gaussian noise of standard deviation ``sigma`` and clamp to [0, 1].
+
+    Shape:
+        ``(B, C, H, W) -> (B, C, H, W)``.
+    """
+    _check(x)
+    g = _default_generator(generator)
+    noise = torch.randn(x.shape, generator=g, dtype=x.dtype, device="cpu").to(x.device)
+    return (x + sigma * noise).clamp(0.0, 1.0)
+
+
+# -- named presets ------------------------------------------------------------------------------------------------
+
+
+def _downup2(x: torch.Tensor, g: torch.Generator, strength: float) -> torch.Tensor:
+    return downup(x, 1.0 + strength)
+
+
+def _gauss(x: torch.Tensor, g: torch.Generator, strength: float) -> torch.Tensor:
+    return gaussian_blur(x, 1.5 * strength)
+
+
+def _motion(x: torch.Tensor, g: torch.Generator, strength: float) -> torch.Tensor:
+    length = max(1, round(9 * strength))
+    return torch.cat([motion_blur(img[None], length, _uniform(g, 0.0, 180.0)) for img in x])
+
+
+def _vc(x: torch.Tensor, g: torch.Generator, strength: float) -> torch.Tensor:
+    quality = int(min(95, max(5, round(100 - 65 * strength))))
+    return jpeg(downup(x, 1.0 + strength), quality)
+
+
+_PRESET_FNS: dict[str, Callable[[torch.Tensor, torch.Generator, float], torch.Tensor]] = {
+    "downup2": _downup2,
+    "gauss1.5": _gauss,
+    "motion9": _motion,
+    "vc": _vc,
+}
+
+
+def random_mix(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The default training degradation: a random chain of resize, blur, motion, noise and JPEG per image.
+
+    Shape:
+        ``(B, C, H, W) -> (B, C, H, W)``.
+    """
+    _check(x)
+    g = _default_generator(generator)
+    out = []
+    for img in x:
+        y = img[None]
+        applied = False
+        while not applied:
+            if _uniform(g, 0, 1) < 0.5:
+                y, applied = downup(y, _uniform(g, 1.5, 4.0)), True
+            if _uniform(g, 0, 1) < 0.5:
+                y, applied = gaussian_blur(y, _uniform(g, 0.5, 3.0)), True
+            if _uniform(g, 0, 1) < 0.3:
+                y, applied = motion_blur(y, int(_uniform(g, 3, 16)), _uniform(g, 0, 180)), True
+            if _uniform(g, 0, 1) < 0.3:
+                y = add_noise(y, _uniform(g, 0.0, 0.02), g)
+            if _uniform(g, 0, 1) < 0.5 and y.shape[1] in (1, 3):
+                y, applied = jpeg(y, int(_uniform(g, 30, 96))), True
+        out.append(y)
+    return torch.cat(out)
+
+
+def degrade(
+    x: torch.Tensor, name: str, generator: torch.Generator | None = None, strength: float = 1.0
+) -> torch.Tensor:
+    """Apply a named degradation: one of :data:`PRESETS` or a training mix (:data:`TRAIN_MIXES`).
+
+    Args:
+        x: sharp images.
+        name: ``"downup2"``, ``"gauss1.5"``, ``"motion9"``, ``"vc"``, ``"mix"`` (:func:`random_mix`), ``"presets"``
+            (one preset drawn per image) or ``"mix+presets"`` (half the images each way).
+        generator: source of randomness (motion angle, mix parameters); ``None`` means a generator seeded with 0.
+        strength: scales a preset's parameters (see the module docstring); ignored by the mixes.
+
+    Returns:
+        The degraded images, same shape, dtype and device.
+
+    Raises:
+        ValueError: unknown ``name``, non-positive ``strength``, or a non-(B, C, H, W) float input.
+
+    Shape:
+        ``(B, C, H, W) -> (B, C, H, W)``.
+
+    Example:
+        >>> lq = degrade(torch.rand(1, 3, 32, 32), "gauss1.5")
+    """
+    _check(x)
+    if strength <= 0:
+        raise ValueError(f"strength must be positive, got {strength}")
+    g = _default_generator(generator)
+    if name in _PRESET_FNS:
+        return _PRESET_FNS[name](x, g, strength)
+    if name == "mix":
+        return random_mix(x, g)
+    if name in ("presets", "mix+presets"):
+        out = []
+        for img in x:
+            if name == "mix+presets" and _uniform(g, 0, 1) < 0.5:
+                out.append(random_mix(img[None], g))
+            else:
+                preset = PRESETS[int(torch.randint(len(PRESETS), (), generator=g))]
+                out.append(_PRESET_FNS[preset](img[None], g, 1.0))
+        return torch.cat(out)
+    raise ValueError(f"unknown degradation {name!r}; known: {', '.join(PRESETS + TRAIN_MIXES)}")
+
+
+def list_degradations() -> list[str]:
+    """Names accepted by :func:`degrade`: the evaluation presets first, then the training mixes."""
+    return list(PRESETS + TRAIN_MIXES)

@@ -1,0 +1,32 @@
+"""Exceptions raised by sharpkd's public API.
+
+Every error a user can cause (a bad file, a bad checkpoint, a bad argument) raises a subclass of
+:class:`SharpkdError`, so callers can catch one type. Each subclass also derives from the built-in
+exception that fits (``ValueError`` or ``OSError``), so ``except ValueError`` keeps working.
+"""
+
+from __future__ import annotations
+
+
+class SharpkdError(Exception):
+    """Base class of every error sharpkd raises on purpose."""
+
+
+class ImageDecodeError(SharpkdError, ValueError):
+    """A file or buffer is not a readable image (empty, truncated, not an image, unsupported mode)."""
+
+
+class ImageTooLargeError(SharpkdError, ValueError):
+    """An image declares more pixels than the configured limit (a decompression bomb or a huge photo)."""
+
+
+class CheckpointError(SharpkdError, ValueError):
+    """A checkpoint is unreadable, unsafe (pickled code), mismatched to its architecture, or holds NaN/Inf."""
+
+
+class DatasetError(SharpkdError, ValueError):
+    """A dataset root is missing, empty, or holds no usable (paired) images."""
+
+
+class VideoError(SharpkdError, OSError):
+    """A video file or camera cannot be opened, decoded or written."""

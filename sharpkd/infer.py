@@ -1,0 +1,296 @@
+"""Inference: ``sharpkd.load(name).sharpen(frame)``, uint8 in and uint8 out, any size, bounded memory.
+
+Example:
+    >>> import sharpkd
+    >>> model = sharpkd.load("student")                # shipped name, checkpoint path, or "unsharp"
+    >>> out = model.sharpen(frame)                      # (H, W, 3) uint8 RGB -> same shape and dtype
+
+Two paths:
+
+* **luma fast path** (students with ``luma=True``, e.g. the real-time ``rt``): OpenCV computes luma on uint8, the
+  network (torch or ONNX Runtime) turns it into an int16 luma residual at full resolution, and OpenCV adds that
+  residual to R, G and B with saturation. No float RGB image is ever made. This is bit-exact with the eager model up
+  to float rounding (see :func:`sharpkd.models.blocks.rgb_to_luma`).
+* **tiled path** (everything else): the frame is cut into tiles with an overlap margin, each tile is reflect-padded to
+  the network stride, restored, and its centre written back, so memory is bounded whatever the image size.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from sharpkd.checkpoint import load_checkpoint
+from sharpkd.errors import CheckpointError
+from sharpkd.images import to_rgb_uint8
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("torch", "onnx")
+CLASSICAL = {"unsharp": "OpenCV unsharp mask (Gaussian sigma 2, amount 1.0)", "input": "no processing"}
+
+
+def models_dir() -> Path:
+    """Folder of shipped weights: ``$SHARPKD_MODELS`` or ``models/`` next to the package."""
+    env = os.environ.get("SHARPKD_MODELS")
+    return Path(env) if env else Path(__file__).resolve().parent.parent / "models"
+
+
+def list_pretrained() -> list[str]:
+    """Names of the shipped models (``models/<name>.pt``)."""
+    d = models_dir()
+    return sorted(p.stem for p in d.glob("*.pt")) if d.is_dir() else []
+
+
+def resolve_checkpoint(name_or_path: str | os.PathLike) -> Path:
+    """A shipped model name or a path -> the checkpoint path.
+
+    Raises:
+        CheckpointError: neither a shipped name nor an existing file (the message lists the shipped names).
+    """
+    p = Path(name_or_path)
+    if p.suffix in (".pt", ".pth") or p.exists() or os.sep in str(name_or_path):
+        if not p.exists():
+            raise CheckpointError(f"checkpoint not found: {p}")
+        return p
+    shipped = models_dir() / f"{name_or_path}.pt"
+    if shipped.exists():
+        return shipped
+    known = ", ".join(list_pretrained() + list(CLASSICAL)) or "none (models/ is empty)"
+    raise CheckpointError(f"unknown model {str(name_or_path)!r}; shipped models: {known}")
+
+
+def load_model(name_or_path: str | os.PathLike) -> nn.Module:
+    """The ``nn.Module`` (eval mode, CPU) behind a shipped name or checkpoint path."""
+    model, _ = load_checkpoint(resolve_checkpoint(name_or_path))
+    return model
+
+
+def unsharp_mask(frame: np.ndarray, sigma: float = 2.0, amount: float = 1.0) -> np.ndarray:
+    """Classical baseline: ``frame + amount * (frame - GaussianBlur(frame, sigma))`` on uint8 with OpenCV."""
+    import cv2
+
+    blurred = cv2.GaussianBlur(frame, (0, 0), sigma)
+    return cv2.addWeighted(frame, 1.0 + amount, blurred, -amount, 0)
+
+
+def _check_frame(frame: Any) -> np.ndarray:
+    if not isinstance(frame, np.ndarray):
+        raise TypeError(f"sharpen expects an (H, W, 3) uint8 numpy array, got {type(frame).__name__}")
+    if frame.ndim not in (2, 3) or frame.dtype not in (np.uint8, np.uint16) and not np.issubdtype(frame.dtype, np.floating):
+        raise ValueError(f"sharpen expects an (H, W, 3) uint8 array, got dtype {frame.dtype} and shape {frame.shape}")
+    if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+        if frame.dtype != np.uint8:
+            raise ValueError(
+                f"sharpen expects uint8 pixels, got dtype {frame.dtype} and shape {frame.shape}; "
+                "convert with sharpkd.images.to_rgb_uint8 first"
+            )
+        frame = to_rgb_uint8(frame)  # gray (H, W) / (H, W, 1) and RGBA become RGB
+    if min(frame.shape[:2]) < 1:
+        raise ValueError(f"sharpen got an empty image of shape {frame.shape}")
+    return np.ascontiguousarray(frame)
+
+
+class LumaDelta(nn.Module):
+    """The learned part of a luma student as an export-friendly graph: uint8 luma -> int16 luma residual.
+
+    Shape:
+        ``(1, 1, H, W)`` uint8 with H, W multiples of the student stride -> ``(1, 1, H, W)`` int16 in [-255, 255].
+    """
+
+    def __init__(self, student: nn.Module) -> None:
+        super().__init__()
+        self.student = student
+
+    def forward(self, luma: torch.Tensor) -> torch.Tensor:
+        r = self.student.predict_residual(luma.float() * (1.0 / 255.0))
+        return torch.round(r * 255.0).clamp(-255, 255).to(torch.int16)
+
+
+def _is_luma_student(model: nn.Module) -> bool:
+    return getattr(model, "kind", None) == "student" and getattr(model.cfg, "luma", False) and model.cfg.output == "residual"
+
+
+def _add_luma_delta(frame: np.ndarray, delta: np.ndarray) -> np.ndarray:
+    """``clip(frame + delta[..., None], 0, 255)`` in uint8 arithmetic with OpenCV (frame (H, W, 3), delta int16)."""
+    import cv2
+
+    pos = np.clip(delta, 0, 255).astype(np.uint8)
+    neg = np.clip(-delta, 0, 255).astype(np.uint8)
+    out = cv2.add(frame, cv2.merge((pos, pos, pos)))
+    return cv2.subtract(out, cv2.merge((neg, neg, neg)), dst=out)
+
+
+class Sharpener:
+    """A loaded restorer. Call :meth:`sharpen` on uint8 RGB frames.
+
+    Attributes:
+        name: what it was loaded from.
+        model: the ``nn.Module`` (``None`` for classical methods).
+        meta: provenance and metrics stored with the weights.
+        backend: ``"torch"`` or ``"onnx"``.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        model: nn.Module | None,
+        meta: dict[str, Any] | None = None,
+        backend: str = "torch",
+        tile: int = 512,
+        threads: int | None = None,
+        onnx_path: str | os.PathLike | None = None,
+    ) -> None:
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
+        if tile < 64:
+            raise ValueError(f"tile must be >= 64 px, got {tile}")
+        self.name, self.model, self.meta, self.backend = name, model, meta or {}, backend
+        self.tile = tile
+        self.threads = threads
+        if threads is not None:
+            torch.set_num_threads(threads)
+        self._session = None
+        self.luma = model is not None and _is_luma_student(model)
+        self.stride = getattr(model, "stride", 1) if model is not None else 1
+        if model is not None and backend == "onnx":
+            from sharpkd.export import onnx_session
+
+            self._session = onnx_session(model, onnx_path, threads=threads)
+
+    @property
+    def kind(self) -> str:
+        return getattr(self.model, "kind", "classical") if self.model is not None else "classical"
+
+    def __repr__(self) -> str:
+        return f"Sharpener({self.name!r}, kind={self.kind!r}, backend={self.backend!r})"
+
+    def sharpen(self, frame: np.ndarray) -> np.ndarray:
+        """Sharpen one frame.
+
+        Args:
+            frame: ``(H, W, 3)`` uint8 RGB (grayscale ``(H, W)`` and RGBA are converted).
+
+        Returns:
+            ``(H, W, 3)`` uint8 RGB.
+
+        Raises:
+            TypeError: not a numpy array.
+            ValueError: wrong dtype or rank (the message names what was received).
+        """
+        frame = _check_frame(frame)
+        if self.model is None:
+            return unsharp_mask(frame) if self.name == "unsharp" else frame.copy()
+        if self.luma:
+            return self._sharpen_luma(frame)
+        return self._sharpen_tiled(frame)
+
+    def timed_sharpen(self, frame: np.ndarray) -> tuple[np.ndarray, float]:
+        """:meth:`sharpen` and its wall time in milliseconds."""
+        t = time.perf_counter()
+        out = self.sharpen(frame)
+        return out, (time.perf_counter() - t) * 1000.0
+
+    # -- luma fast path ------------------------------------------------------------------------------------------
+    def luma_delta(self, luma: np.ndarray) -> np.ndarray:
+        """uint8 ``(H, W)`` luma with H, W multiples of the stride -> int16 ``(H, W)`` residual."""
+        x = luma[None, None]
+        if self._session is not None:
+            return self._session.run(None, {"luma": x})[0][0, 0]
+        with torch.inference_mode():
+            return LumaDelta.forward(self._luma_module(), torch.from_numpy(x)).numpy()[0, 0]
+
+    def _luma_module(self) -> LumaDelta:
+        if not hasattr(self, "_luma_wrapper"):
+            self._luma_wrapper = LumaDelta(self.model)
+        return self._luma_wrapper
+
+    def _sharpen_luma(self, frame: np.ndarray) -> np.ndarray:
+        import cv2
+
+        H, W = frame.shape[:2]
+        luma = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+        ph, pw = (-H) % self.stride, (-W) % self.stride
+        if ph or pw:
+            border = cv2.BORDER_REFLECT_101 if ph < H and pw < W else cv2.BORDER_REPLICATE
+            luma = cv2.copyMakeBorder(luma, 0, ph, 0, pw, border)
+        delta = self.luma_delta(luma)[:H, :W]
+        return _add_luma_delta(frame, np.ascontiguousarray(delta))
+
+    # -- tiled path ----------------------------------------------------------------------------------------------
+    def _run_float(self, x: torch.Tensor) -> torch.Tensor:
+        from sharpkd.models.blocks import pad_to_multiple
+
+        z, (H, W) = pad_to_multiple(x, self.stride)
+        if self._session is not None:
+            y = torch.from_numpy(self._session.run(None, {"image": z.numpy()})[0])
+        else:
+            with torch.inference_mode():
+                y = self.model(z)
+        return y[..., :H, :W]
+
+    def sharpen_tensor(self, x: torch.Tensor) -> torch.Tensor:
+        """Float path on a ``(1, 3, H, W)`` tensor in [0, 1] (tiled like :meth:`sharpen`), clamped to [0, 1]."""
+        _, _, H, W = x.shape
+        margin = 32
+        t = self.tile
+        if H <= t + 2 * margin and W <= t + 2 * margin:
+            return self._run_float(x).clamp(0, 1)
+        out = torch.empty_like(x)
+        for top in range(0, H, t):
+            for left in range(0, W, t):
+                y0, x0 = max(0, top - margin), max(0, left - margin)
+                y1, x1 = min(H, top + t + margin), min(W, left + t + margin)
+                y = self._run_float(x[..., y0:y1, x0:x1])
+                h, w = min(t, H - top), min(t, W - left)
+                out[..., top : top + h, left : left + w] = y[..., top - y0 : top - y0 + h, left - x0 : left - x0 + w]
+        return out.clamp(0, 1)
+
+    def _sharpen_tiled(self, frame: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(frame).permute(2, 0, 1)[None].float().div_(255.0)
+        y = self.sharpen_tensor(x)
+        return y[0].mul_(255.0).round_().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+
+
+def load(
+    name_or_path: str | os.PathLike = "student",
+    *,
+    backend: str = "torch",
+    tile: int = 512,
+    threads: int | None = None,
+) -> Sharpener:
+    """Load a shipped model by name (``"student"``, ``"teacher"``, ...), a checkpoint path, or a classical method
+    (``"unsharp"``, ``"input"``).
+
+    Args:
+        name_or_path: what to load.
+        backend: ``"torch"`` or ``"onnx"`` (ONNX Runtime; exported on first use into a cache next to the weights).
+        tile: tile side for large images on the tiled path.
+        threads: fix the number of intra-op threads (torch and ONNX Runtime); ``None`` keeps the default.
+
+    Raises:
+        CheckpointError: unknown name, or a corrupt / unsafe / mismatched checkpoint.
+        ValueError: unknown backend.
+    """
+    if str(name_or_path) in CLASSICAL:
+        return Sharpener(str(name_or_path), None, {"description": CLASSICAL[str(name_or_path)]}, "torch", tile)
+    path = resolve_checkpoint(name_or_path)
+    model, meta = load_checkpoint(path)
+    return Sharpener(str(name_or_path), model, meta, backend, tile, threads)
+
+
+load_pretrained = load
+
+
+def restore(model: nn.Module | Callable, x: torch.Tensor, tile: int = 512) -> torch.Tensor:
+    """Restore a ``(1, 3, H, W)`` float tensor with any model, padded to its stride and tiled; clamped to [0, 1]."""
+    if x.ndim != 4 or x.shape[0] != 1 or x.shape[1] != 3:
+        raise ValueError(f"restore expects a (1, 3, H, W) tensor, got {tuple(x.shape)}")
+    return Sharpener("model", model, tile=tile).sharpen_tensor(x)

@@ -1,0 +1,288 @@
+"""Tests for sharpkd.video on a tiny synthesized clip (24 frames, 64x48, mp4v)."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from sharpkd.errors import VideoError
+from sharpkd.video import (
+    FlickerMeter,
+    VideoConfig,
+    VideoReport,
+    flicker_ratio,
+    sharpen_video,
+    synthesize_clip,
+)
+
+FRAMES, WIDTH, HEIGHT = 24, 64, 48
+
+
+def identity(rgb: np.ndarray) -> np.ndarray:
+    return rgb
+
+
+def unsharp(rgb: np.ndarray) -> np.ndarray:
+    return cv2.addWeighted(rgb, 1.5, cv2.GaussianBlur(rgb, (0, 0), 1.0), -0.5, 0)
+
+
+class Recorder:
+    """A sharpen callable that records the frames it is given."""
+
+    def __init__(self) -> None:
+        self.inputs: list[np.ndarray] = []
+
+    def __call__(self, rgb: np.ndarray) -> np.ndarray:
+        self.inputs.append(rgb.copy())
+        return rgb
+
+
+def read_frames(path: str | os.PathLike) -> list[np.ndarray]:
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame)
+    capture.release()
+    return frames
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return synthesize_clip(tmp_path_factory.mktemp("clip") / "clip.mp4", frames=FRAMES, size=(WIDTH, HEIGHT))
+
+
+def test_synthesize_clip_moves(clip: str) -> None:
+    frames = read_frames(clip)
+    assert len(frames) == FRAMES
+    assert frames[0].shape == (HEIGHT, WIDTH, 3)
+    assert np.abs(frames[1].astype(int) - frames[0]).mean() > 5  # the pattern moves
+
+
+def test_same_frame_count_and_size(clip: str, tmp_path: Path) -> None:
+    report = sharpen_video(clip, tmp_path / "out.mp4", unsharp)
+    assert isinstance(report, VideoReport)
+    assert (report.frames, report.width, report.height) == (FRAMES, WIDTH, HEIGHT)
+    assert report.input_fps == pytest.approx(12.0)
+    assert report.processing_fps > 0 and report.end_to_end_fps > 0
+    assert report.output == str(tmp_path / "out.mp4")
+    frames = read_frames(report.output)
+    assert len(frames) == FRAMES
+    assert frames[0].shape == (HEIGHT, WIDTH, 3)
+
+
+def test_identity_writes_the_input(clip: str, tmp_path: Path) -> None:
+    out = read_frames(sharpen_video(clip, tmp_path / "out.mp4", identity).output)
+    src = read_frames(clip)
+    # mp4v is lossy, so a re-encode differs a little, but colours must not be swapped (RGB <-> BGR round trip)
+    assert np.abs(out[5].astype(float) - src[5]).mean() < 8
+
+
+def test_side_by_side_doubles_width(clip: str, tmp_path: Path) -> None:
+    report = sharpen_video(clip, tmp_path / "sbs.mp4", identity, VideoConfig(side_by_side=True))
+    assert (report.width, report.height) == (2 * WIDTH, HEIGHT)
+    frames = read_frames(report.output)
+    assert len(frames) == FRAMES and frames[0].shape == (HEIGHT, 2 * WIDTH, 3)
+
+
+def test_fps_overlay_draws(clip: str, tmp_path: Path) -> None:
+    plain = read_frames(sharpen_video(clip, tmp_path / "plain.mp4", identity).output)
+    overlay = read_frames(sharpen_video(clip, tmp_path / "fps.mp4", identity, VideoConfig(fps_overlay=True)).output)
+    assert len(plain) == len(overlay) == FRAMES
+    diff = np.abs(plain[3].astype(int) - overlay[3]).max(axis=2)  # (H, W)
+    assert diff.max() > 100
+    assert diff[HEIGHT // 2 :].mean() > diff[: HEIGHT // 2].mean()  # drawn at the bottom
+
+
+def test_identity_flicker_is_one(clip: str, tmp_path: Path) -> None:
+    report = sharpen_video(clip, tmp_path / "out.mp4", identity)
+    assert report.flicker_ratio == pytest.approx(1.0, abs=1e-9)
+
+
+def test_random_noise_flickers(clip: str, tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+
+    def noisy(rgb: np.ndarray) -> np.ndarray:
+        return np.clip(rgb + rng.normal(0, 12, rgb.shape), 0, 255).astype(np.uint8)
+
+    report = sharpen_video(clip, tmp_path / "out.mp4", noisy)
+    assert report.flicker_ratio > 1.2
+
+
+def test_degrade_changes_frames_reproducibly(clip: str, tmp_path: Path) -> None:
+    clean, vc, vc_again = Recorder(), Recorder(), Recorder()
+    sharpen_video(clip, tmp_path / "a.mp4", clean)
+    sharpen_video(clip, tmp_path / "b.mp4", vc, VideoConfig(degrade="vc"))
+    sharpen_video(clip, tmp_path / "c.mp4", vc_again, VideoConfig(degrade="vc"))
+    assert len(vc.inputs) == FRAMES
+    assert np.abs(vc.inputs[4].astype(int) - clean.inputs[4]).mean() > 1
+    for a, b in zip(vc.inputs, vc_again.inputs, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_unknown_degradation(clip: str, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown degradation"):
+        sharpen_video(clip, tmp_path / "out.mp4", identity, VideoConfig(degrade="nope"))
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(VideoError, match="no such video file"):
+        sharpen_video(tmp_path / "missing.mp4", tmp_path / "out.mp4", identity)
+
+
+@pytest.mark.parametrize("content", [np.random.default_rng(0).bytes(4096), b""], ids=["random", "empty"])
+def test_corrupt_file(tmp_path: Path, content: bytes) -> None:
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(content)
+    with pytest.raises(VideoError, match="bad.mp4"):
+        sharpen_video(bad, tmp_path / "out.mp4", identity)
+    assert not (tmp_path / "out.mp4").exists()
+
+
+def test_truncated_file(clip: str, tmp_path: Path) -> None:
+    data = Path(clip).read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) // 2])  # mp4v puts the index (moov atom) at the end
+    with pytest.raises(VideoError):
+        sharpen_video(cut, tmp_path / "out.mp4", identity)
+
+
+def test_camera_that_cannot_open(tmp_path: Path) -> None:
+    with pytest.raises(VideoError, match="camera 99"):
+        sharpen_video(99, tmp_path / "out.mp4", identity, VideoConfig(max_frames=1))
+
+
+def test_unwritable_output(clip: str, tmp_path: Path) -> None:
+    with pytest.raises(VideoError, match="cannot write"):
+        sharpen_video(clip, tmp_path / "out.unknownext", identity)
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(VideoError, match="folder"):
+        sharpen_video(clip, blocker / "out.mp4", identity)
+
+
+def test_creates_output_folder(clip: str, tmp_path: Path) -> None:
+    report = sharpen_video(clip, tmp_path / "a" / "b" / "out.mp4", identity, VideoConfig(max_frames=2))
+    assert Path(report.output).is_file()
+
+
+def test_progress_once_per_frame(clip: str, tmp_path: Path) -> None:
+    calls: list[tuple[int, int | None]] = []
+    sharpen_video(clip, tmp_path / "out.mp4", identity, progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(i, FRAMES) for i in range(1, FRAMES + 1)]
+
+
+def test_max_frames_truncates(clip: str, tmp_path: Path) -> None:
+    calls: list[tuple[int, int | None]] = []
+    report = sharpen_video(
+        clip, tmp_path / "out.mp4", identity, VideoConfig(max_frames=5), progress=lambda d, t: calls.append((d, t))
+    )
+    assert report.frames == 5
+    assert len(read_frames(report.output)) == 5
+    assert calls[-1] == (5, 5)
+
+
+def test_failure_midway_keeps_written_frames(clip: str, tmp_path: Path) -> None:
+    count = 0
+
+    def breaks(rgb: np.ndarray) -> np.ndarray:
+        nonlocal count
+        count += 1
+        if count == 8:
+            raise RuntimeError("model exploded")
+        return rgb
+
+    with pytest.raises(RuntimeError, match="model exploded"):
+        sharpen_video(clip, tmp_path / "out.mp4", breaks)
+    assert len(read_frames(tmp_path / "out.mp4")) == 7
+
+
+def test_bad_sharpen_output(clip: str, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="shape"):
+        sharpen_video(clip, tmp_path / "out.mp4", lambda rgb: rgb[:10])
+    with pytest.raises(TypeError, match="uint8"):
+        sharpen_video(clip, tmp_path / "out.mp4", lambda rgb: rgb.astype(np.float32))
+
+
+def test_output_must_differ_from_source(clip: str) -> None:
+    with pytest.raises(ValueError, match="differ"):
+        sharpen_video(clip, clip, identity)
+
+
+def test_show_headless_without_display(
+    clip: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    with caplog.at_level(logging.WARNING, logger="sharpkd.video"):
+        report = sharpen_video(clip, tmp_path / "out.mp4", identity, VideoConfig(show=True))
+    assert report.frames == FRAMES
+    assert sum("headless" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_show_falls_back_when_imshow_fails(
+    clip: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    calls = []
+
+    def no_gui(*args: object) -> None:  # what opencv-python-headless does
+        calls.append(args)
+        raise cv2.error("The function is not implemented")
+
+    monkeypatch.setenv("DISPLAY", ":0")
+    monkeypatch.setattr(cv2, "imshow", no_gui)
+    with caplog.at_level(logging.WARNING, logger="sharpkd.video"):
+        report = sharpen_video(clip, tmp_path / "out.mp4", identity, VideoConfig(show=True))
+    assert report.frames == FRAMES
+    assert len(calls) == 1  # tried once, then headless
+    assert sum("headless" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_show_quits_on_key(clip: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    shown = []
+    monkeypatch.setenv("DISPLAY", ":0")
+    monkeypatch.setattr(cv2, "imshow", lambda title, frame: shown.append(frame.shape))
+    monkeypatch.setattr(cv2, "waitKey", lambda delay: ord("q") if len(shown) == 3 else -1)
+    monkeypatch.setattr(cv2, "destroyWindow", lambda title: None)
+    report = sharpen_video(clip, tmp_path / "out.mp4", identity, VideoConfig(show=True))
+    assert report.frames == 3 and shown == [(HEIGHT, WIDTH, 3)] * 3
+
+
+def test_odd_size_is_cropped_to_even(tmp_path: Path) -> None:
+    odd = synthesize_clip(tmp_path / "odd.mp4", frames=4, size=(63, 47))
+    report = sharpen_video(odd, tmp_path / "out.mp4", identity)
+    frames = read_frames(report.output)
+    assert (report.width, report.height) == (62, 46)
+    assert frames[0].shape == (46, 62, 3)
+
+
+def test_flicker_ratio_function() -> None:
+    ramp = [np.full((4, 5, 3), v, np.uint8) for v in (0, 10, 20, 30)]
+    assert flicker_ratio(ramp, ramp) == pytest.approx(1.0)
+    doubled = [np.full((4, 5, 3), 2 * v, np.uint8) for v in (0, 10, 20, 30)]
+    assert flicker_ratio(ramp, doubled) == pytest.approx(2.0)
+    frozen = [ramp[0]] * 4
+    assert flicker_ratio(ramp, frozen) == 0.0
+    assert math.isnan(flicker_ratio(ramp[:1], ramp[:1]))  # fewer than 2 frames
+    assert math.isnan(flicker_ratio(frozen, ramp))  # static input
+    with pytest.raises(ValueError, match="same length"):
+        flicker_ratio(ramp, ramp[:3])
+    with pytest.raises(ValueError, match="constant"):
+        flicker_ratio([ramp[0], np.zeros((2, 2, 3), np.uint8)], ramp[:2])
+
+
+def test_flicker_meter_copies_reused_buffers() -> None:
+    meter, buffer = FlickerMeter(), np.zeros((2, 2, 3), np.uint8)
+    for v in (0, 10, 20):
+        inp = np.full((2, 2, 3), v, np.uint8)
+        buffer[:] = v  # a model that writes every output into the same array
+        meter.update(inp, buffer)
+    assert meter.pairs == 2 and meter.ratio == pytest.approx(1.0)
