@@ -31,7 +31,9 @@ def _progress_callback(total: int, desc: str):
 
         def on_validation(self, step, metrics):
             m = metrics["mean"]
-            self.bar.write(f"step {step}: val PSNR {m['psnr']:.2f} dB (input {m['input_psnr']:.2f}), SSIM {m['ssim']:.4f}")
+            self.bar.write(
+                f"step {step}: val PSNR {m['psnr']:.2f} dB (input {m['input_psnr']:.2f}), SSIM {m['ssim']:.4f}"
+            )
 
     return Bar()
 

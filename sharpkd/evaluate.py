@@ -6,7 +6,7 @@ uint8 end-to-end table that the CLI and model cards print.
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 

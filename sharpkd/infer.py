@@ -20,8 +20,9 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -84,7 +85,11 @@ def unsharp_mask(frame: np.ndarray, sigma: float = 2.0, amount: float = 1.0) -> 
 def _check_frame(frame: Any) -> np.ndarray:
     if not isinstance(frame, np.ndarray):
         raise TypeError(f"sharpen expects an (H, W, 3) uint8 numpy array, got {type(frame).__name__}")
-    if frame.ndim not in (2, 3) or frame.dtype not in (np.uint8, np.uint16) and not np.issubdtype(frame.dtype, np.floating):
+    if (
+        frame.ndim not in (2, 3)
+        or frame.dtype not in (np.uint8, np.uint16)
+        and not np.issubdtype(frame.dtype, np.floating)
+    ):
         raise ValueError(f"sharpen expects an (H, W, 3) uint8 array, got dtype {frame.dtype} and shape {frame.shape}")
     if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
         if frame.dtype != np.uint8:
@@ -115,7 +120,11 @@ class LumaDelta(nn.Module):
 
 
 def _is_luma_student(model: nn.Module) -> bool:
-    return getattr(model, "kind", None) == "student" and getattr(model.cfg, "luma", False) and model.cfg.output == "residual"
+    return (
+        getattr(model, "kind", None) == "student"
+        and getattr(model.cfg, "luma", False)
+        and model.cfg.output == "residual"
+    )
 
 
 def _add_luma_delta(frame: np.ndarray, delta: np.ndarray) -> np.ndarray:

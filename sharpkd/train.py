@@ -14,9 +14,10 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -166,7 +167,9 @@ def fit(
         log.info("resumed from %s at step %d", out_dir / "last.pt", state["step"])
     model: nn.Module = student
     if world > 1:
-        model = nn.parallel.DistributedDataParallel(student, device_ids=[device.index] if device.type == "cuda" else None)
+        model = nn.parallel.DistributedDataParallel(
+            student, device_ids=[device.index] if device.type == "cuda" else None
+        )
     use_bf16 = cfg.amp == "bf16" or (cfg.amp == "auto" and device.type == "cuda")
     want_feats = "feat" in loss_fn.weights
     batches = _batches(data, cfg.batch_size, cfg.seed, rank, world, state["step"])

@@ -7,8 +7,9 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, fields
-from typing import Any, Callable
+from typing import Any
 
 import torch.nn as nn
 

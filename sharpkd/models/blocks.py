@@ -5,7 +5,7 @@ All blocks map ``(B, C, H, W) -> (B, C, H, W)`` unless their docstring says othe
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn as nn
