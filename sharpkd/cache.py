@@ -1,0 +1,78 @@
+"""Teacher-output caching for distillation: degrade a fixed pool of crops once, run the teacher on it once, and let
+every student train on ``(lq, gt, teacher_pred)`` triples without paying for the teacher's forward pass again.
+
+On a CPU the teacher's forward pass costs several times a small student's whole training step, so caching turns a
+set of distillation runs from hours into minutes; every student (and the no-KD baseline) then sees exactly the same
+data. The price is a fixed pool instead of fresh random crops each step, and no feature distillation (features are
+too large to cache); use live distillation (no cache) for ``feat``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import torch
+import torch.nn as nn
+from torch.utils.data import Dataset
+
+log = logging.getLogger(__name__)
+
+
+class TeacherCache(Dataset):
+    """A pool of ``(lq, gt, teacher_pred)`` triples of ``(3, P, P)`` tensors stored as float16 (half the memory).
+
+    Shape:
+        each item: three ``(3, P, P)`` float32 tensors in [0, 1] (``teacher_pred`` clamped).
+    """
+
+    def __init__(self, lq: torch.Tensor, gt: torch.Tensor, teacher_pred: torch.Tensor) -> None:
+        if not (lq.shape == gt.shape == teacher_pred.shape):
+            raise ValueError(f"shapes differ: {tuple(lq.shape)}, {tuple(gt.shape)}, {tuple(teacher_pred.shape)}")
+        self.lq, self.gt, self.teacher_pred = lq.half(), gt.half(), teacher_pred.half()
+
+    def __len__(self) -> int:
+        return self.lq.shape[0]
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.lq[index].float(), self.gt[index].float(), self.teacher_pred[index].float()
+
+
+@torch.no_grad()
+def cache_teacher_outputs(
+    teacher: nn.Module,
+    data: Dataset,
+    size: int,
+    batch_size: int = 16,
+    device: str | torch.device = "cpu",
+    progress: Callable[[int, int], None] | None = None,
+) -> TeacherCache:
+    """Take the first ``size`` items of ``data`` (cycling through epochs via ``set_epoch`` if needed) and run the
+    teacher on them in eval mode.
+
+    Raises:
+        ValueError: ``size`` < 1 or an empty dataset.
+    """
+    if size < 1 or len(data) == 0:
+        raise ValueError(f"need size >= 1 and a non-empty dataset, got size={size}, len(data)={len(data)}")
+    teacher = teacher.to(device).eval()
+    lqs, gts, preds = [], [], []
+    n = len(data)
+    for start in range(0, size, batch_size):
+        items = []
+        for i in range(start, min(size, start + batch_size)):
+            if hasattr(data, "set_epoch"):
+                data.set_epoch(i // n)
+            items.append(data[i % n])
+        lq = torch.stack([a for a, _ in items])
+        gt = torch.stack([b for _, b in items])
+        pred = teacher(lq.to(device)).float().clamp(0, 1).cpu()
+        lqs.append(lq.half())
+        gts.append(gt.half())
+        preds.append(pred.half())
+        if progress is not None:
+            progress(min(size, start + batch_size), size)
+    if hasattr(data, "set_epoch"):
+        data.set_epoch(0)
+    log.info("cached %d teacher outputs", size)
+    return TeacherCache(torch.cat(lqs), torch.cat(gts), torch.cat(preds))
