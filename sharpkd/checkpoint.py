@@ -50,19 +50,50 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint not found: {path}")
     if path.stat().st_size == 0:
         raise CheckpointError(f"checkpoint {path} is empty (0 bytes)")
+    _check_zip_crc(path)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        raise CheckpointError(
-            f"checkpoint {path} holds objects other than tensors (a pickle payload?); refusing to load it: "
-            f"{str(err).splitlines()[0]}"
-        ) from err
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
-        raise CheckpointError(f"checkpoint {path} is corrupt or not a torch file: {str(err).splitlines()[0]}") from err
+        # the weights-only unpickler names the blocked import ("... unsupported GLOBAL posix.system ...");
+        # any other unpickling failure is garbage, not a payload
+        lines = [ln.strip() for ln in str(err).splitlines() if "GLOBAL" in ln]
+        if lines:
+            raise CheckpointError(
+                f"checkpoint {path} holds objects other than tensors (a pickle payload?); refusing to load it: "
+                f"{lines[0]}"
+            ) from err
+        raise CheckpointError(f"checkpoint {path} is corrupt or not a torch file (unreadable pickle data)") from err
+    except (
+        RuntimeError,
+        EOFError,
+        zipfile.BadZipFile,
+        ValueError,
+        OSError,
+        KeyError,
+        IndexError,
+        TypeError,
+        AssertionError,  # torch's own asserts on malformed persistent ids
+    ) as err:
+        # a non-zip file goes to the legacy reader, whose errors on garbage are KeyError/IndexError/...
+        reason = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+        raise CheckpointError(f"checkpoint {path} is corrupt or not a torch file ({reason})") from err
     if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt or "kind" not in ckpt:
         keys = sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__
         raise CheckpointError(f"{path} is not a sharpkd checkpoint (expected kind/config/model, found {keys})")
     return ckpt
+
+
+def _check_zip_crc(path: Path) -> None:
+    # torch.load does not verify the zip's CRC-32s, so flipped bytes inside a tensor would load as wrong weights
+    try:
+        if not zipfile.is_zipfile(path):
+            return  # legacy (pre-1.6) format or garbage: torch.load decides
+        with zipfile.ZipFile(path) as zf:
+            bad = zf.testzip()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as err:
+        raise CheckpointError(f"checkpoint {path} is corrupt (damaged zip structure: {err})") from err
+    if bad is not None:
+        raise CheckpointError(f"checkpoint {path} is corrupt (checksum mismatch in {bad!r})")
 
 
 def _check_finite(path: Path, state: dict[str, torch.Tensor]) -> None:

@@ -64,14 +64,21 @@ def find_images(root: str | os.PathLike) -> list[Path]:
 
 
 def sample_images(names: Sequence[str] = SAMPLE_NAMES) -> dict[str, np.ndarray]:
-    """Built-in sample photos from ``skimage.data`` as ``{name: (H, W, 3) uint8}`` (needs scikit-image)."""
+    """Built-in sample photos from ``skimage.data`` as ``{name: (H, W, 3) uint8}`` (needs scikit-image).
+
+    Raises:
+        DatasetError: scikit-image is missing, or a name is not a ``skimage.data`` image.
+    """
     try:
         import skimage.data
     except ImportError as err:
         raise DatasetError("the built-in sample photos need scikit-image: pip install scikit-image") from err
     out = {}
     for name in names:
-        img = getattr(skimage.data, name)()
+        loader = getattr(skimage.data, name, None) if not name.startswith("_") else None
+        if not callable(loader):
+            raise DatasetError(f"unknown sample image {name!r}; known: {', '.join(SAMPLE_NAMES)}")
+        img = loader()
         if img.ndim == 2:
             img = np.repeat(img[..., None], 3, axis=2)
         out[name] = np.ascontiguousarray(img[..., :3].astype(np.uint8))
@@ -125,11 +132,14 @@ class SyntheticPairs(Dataset):
             raise ValueError(f"unknown degradation {degradation!r}; known: {', '.join(list_degradations())}")
         if patch_size < 8:
             raise ValueError(f"patch_size must be >= 8, got {patch_size}")
-        usable = [im for im in images if min(im.shape[:2]) >= patch_size]
-        if not usable:
+        if names is not None and len(names) != len(images):
+            raise ValueError(f"got {len(names)} names for {len(images)} images")
+        labels = list(names) if names is not None else [f"image{i}" for i in range(len(images))]
+        keep = [i for i, im in enumerate(images) if min(im.shape[:2]) >= patch_size]
+        if not keep:
             raise DatasetError(f"no image is at least {patch_size} px on its shorter side (got {len(images)} images)")
-        self.images = usable
-        self.names = list(names) if names is not None else [f"image{i}" for i in range(len(usable))]
+        self.images = [images[i] for i in keep]
+        self.names = [labels[i] for i in keep]  # filtered together, so names[i] labels images[i]
         self.patch_size, self.degradation, self.repeats, self.seed = patch_size, degradation, repeats, seed
         self.epoch = 0
         self.skipped = 0
@@ -165,6 +175,9 @@ class SyntheticPairs(Dataset):
         return len(self.images) * self.repeats
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} pairs")  # also ends plain iteration
+        index %= len(self)
         g = torch.Generator().manual_seed(hash((self.seed, self.epoch, index)) % (2**63))
         img = self.images[index % len(self.images)]
         H, W = img.shape[:2]

@@ -255,7 +255,7 @@ def degrade(
         The degraded images, same shape, dtype and device.
 
     Raises:
-        ValueError: unknown ``name``, non-positive ``strength``, or a non-(B, C, H, W) float input.
+        ValueError: unknown ``name``, non-positive or non-finite ``strength``, or a non-(B, C, H, W) float input.
 
     Shape:
         ``(B, C, H, W) -> (B, C, H, W)``.
@@ -264,8 +264,12 @@ def degrade(
         >>> lq = degrade(torch.rand(1, 3, 32, 32), "gauss1.5")
     """
     _check(x)
-    if strength <= 0:
-        raise ValueError(f"strength must be positive, got {strength}")
+    try:
+        strength = float(strength)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"strength must be a positive finite number, got {strength!r}") from err
+    if not (math.isfinite(strength) and strength > 0):
+        raise ValueError(f"strength must be a positive finite number, got {strength!r}")
     g = _default_generator(generator)
     if name in _PRESET_FNS:
         return _PRESET_FNS[name](x, g, strength)

@@ -18,7 +18,9 @@ All images are ``(B, C, H, W)`` floats in [0, 1]. Names understood by :func:`par
 
 from __future__ import annotations
 
+import math
 import os
+import pickle
 
 import torch
 import torch.nn as nn
@@ -118,15 +120,24 @@ class VGGFeatures(nn.Module):
         self.features = nn.Sequential(*layers)
         try:
             state = torch.load(weights, map_location="cpu", weights_only=True)
-        except (OSError, RuntimeError, EOFError) as err:
-            raise ValueError(f"cannot read VGG weights {weights}: {err}") from err
-        state = {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
+        except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
+            raise ValueError(f"cannot read VGG weights {weights}: {str(err).splitlines()[0]}") from err
+        if not isinstance(state, dict):
+            raise ValueError(f"{weights} holds a {type(state).__name__}, not a torchvision vgg19 state dict")
+        # torchvision's stack goes on to relu5_4; keep the layers this one has
+        own = self.features.state_dict()
+        state = {k.removeprefix("features."): v for k, v in state.items() if isinstance(k, str)}
+        state = {k: v for k, v in state.items() if k in own}
+        missing = sorted(set(own) - set(state))
+        if missing:
+            raise ValueError(
+                f"{weights} lacks VGG19 feature weights {missing[:4]}{'...' if len(missing) > 4 else ''}; "
+                "expected a torchvision vgg19 state dict ('features.N.weight' / 'features.N.bias' keys)"
+            )
         try:
-            self.features.load_state_dict(state, strict=False)
+            self.features.load_state_dict(state, strict=True)
         except RuntimeError as err:
             raise ValueError(f"{weights} does not hold torchvision VGG19 feature weights: {err}") from err
-        if not state:
-            raise ValueError(f"{weights} has no 'features.*' keys; expected a torchvision vgg19 state dict")
         self.requires_grad_(False).eval()
         self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
@@ -161,6 +172,9 @@ def parse_weights(spec: str | dict[str, float]) -> dict[str, float]:
     unknown = set(weights) - set(LOSS_NAMES)
     if unknown:
         raise ValueError(f"unknown loss terms {sorted(unknown)}; known: {', '.join(LOSS_NAMES)}")
+    bad = {k: v for k, v in weights.items() if not (math.isfinite(v) and v >= 0)}
+    if bad:
+        raise ValueError(f"loss weights must be finite and non-negative, got {bad}")
     if not any(w > 0 for w in weights.values()):
         raise ValueError(f"at least one loss weight must be positive, got {weights}")
     return {k: v for k, v in weights.items() if v != 0}

@@ -5,8 +5,10 @@ All blocks map ``(B, C, H, W) -> (B, C, H, W)`` unless their docstring says othe
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -270,18 +272,35 @@ class UNetBody(nn.Module):
         return x
 
 
-def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Reflect-pad H and W up to a multiple of ``multiple``; returns the padded map and the original (H, W)."""
+def pad_to_multiple(x: torch.Tensor, multiple: int, min_size: int = 1) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Reflect-pad H and W up to a multiple of ``multiple`` and at least ``min_size``; returns the padded map and the
+    original (H, W)."""
     H, W = x.shape[-2:]
-    ph, pw = (-H) % multiple, (-W) % multiple
+    ph, pw = (
+        (-max(H, min_size)) % multiple + max(0, min_size - H),
+        (-max(W, min_size)) % multiple + max(0, min_size - W),
+    )
     if ph or pw:
         mode = "reflect" if ph < H and pw < W else "replicate"
         x = F.pad(x, (0, pw, 0, ph), mode=mode)
     return x, (H, W)
 
 
-# BT.601 luma in OpenCV's fixed point (cv2.COLOR_RGB2GRAY): (4899 R + 9617 G + 1868 B + 8192) >> 14 on 0-255 values.
-LUMA_FIXED = (4899.0, 9617.0, 1868.0)
+# BT.601 luma in OpenCV's fixed point (cv2.COLOR_RGB2GRAY) on 0-255 values: OpenCV 4.x computes
+# (4899 R + 9617 G + 1868 B + 2^13) >> 14, OpenCV 5.x (9798 R + 19235 G + 3735 B + 2^14) >> 15; they differ by one
+# level on ~0.3 % of colours, so the coefficients follow the installed OpenCV (14-bit when it is missing).
+LUMA_FIXED: dict[int, tuple[float, float, float]] = {14: (4899.0, 9617.0, 1868.0), 15: (9798.0, 19235.0, 3735.0)}
+
+
+@functools.lru_cache(maxsize=1)
+def opencv_luma_bits() -> int:
+    """The fixed-point precision (14 or 15 bits) of the installed OpenCV's ``RGB2GRAY``, found by one probe pixel."""
+    try:
+        import cv2
+    except ImportError:
+        return 14
+    probe = np.array([[[227, 146, 166]]], dtype=np.uint8)  # luma 172.499: 173 with 14 bits, 172 with 15 bits
+    return 15 if int(cv2.cvtColor(probe, cv2.COLOR_RGB2GRAY)[0, 0]) == 172 else 14
 
 
 def rgb_to_luma(x: torch.Tensor, quantize: bool = True) -> torch.Tensor:
@@ -291,10 +310,12 @@ def rgb_to_luma(x: torch.Tensor, quantize: bool = True) -> torch.Tensor:
     Shape:
         ``(B, 3, H, W) -> (B, 1, H, W)``.
     """
+    bits = opencv_luma_bits()
+    cr, cg, cb = LUMA_FIXED[bits]
     rgb = x * 255.0
     if quantize:
         rgb = torch.round(rgb)  # uint8 input values exactly, so the integer arithmetic below is exact in float32
-    y = LUMA_FIXED[0] * rgb[:, 0:1] + LUMA_FIXED[1] * rgb[:, 1:2] + LUMA_FIXED[2] * rgb[:, 2:3]
+    y = cr * rgb[:, 0:1] + cg * rgb[:, 1:2] + cb * rgb[:, 2:3]
     if quantize:
-        return torch.floor((y + 8192.0) / 16384.0) / 255.0
-    return y / (16384.0 * 255.0)
+        return torch.floor((y + float(1 << (bits - 1))) / float(1 << bits)) / 255.0
+    return y / (float(1 << bits) * 255.0)

@@ -79,6 +79,8 @@ class Student(nn.Module):
         self.tail = nn.Conv2d(cfg.width, c_in, 3, padding=1)
         self.feature_channels = cfg.width
         self.stride = cfg.unshuffle * self.body.stride
+        # instance norm needs more than one value per channel at the coarsest level, so tiny inputs get padded
+        self.min_size = 2 * self.stride if cfg.norm == "instance" else 1
 
     def predict_residual(self, src: torch.Tensor, return_features: bool = False):
         """The learned part: a residual for ``src`` (RGB, or luma in luma mode) at full resolution.
@@ -86,7 +88,7 @@ class Student(nn.Module):
         Shape:
             ``(B, C, H, W) -> (B, C, H, W)`` with C = 1 (luma) or 3.
         """
-        z, (H, W) = pad_to_multiple(src, self.stride)
+        z, (H, W) = pad_to_multiple(src, self.stride, self.min_size)
         f = self.cfg.unshuffle
         if f > 1:
             z = F.pixel_unshuffle(z, f)  # (B, C*f*f, H/f, W/f)

@@ -1,0 +1,134 @@
+"""Export: ONNX and TorchScript graphs agree with eager PyTorch on uint8 output, for the luma and the image paths."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+import sharpkd
+from sharpkd.data import to_tensor, to_uint8
+from sharpkd.export import check_parity, export_onnx, export_onnx_bytes, export_torchscript
+from sharpkd.infer import LumaDelta
+from sharpkd.models import build_model
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+MODELS = {
+    "rt": dict(width=8),
+    "sepunet": dict(width=4),
+    "conv4": dict(width=8),
+    "nafnet": dict(width=8, enc_blocks=(1,), dec_blocks=(1,), middle_blocks=1),
+}
+
+
+def _model(name: str) -> nn.Module:
+    torch.manual_seed(0)
+    model = build_model(name, **MODELS[name]).eval()
+    with torch.no_grad():
+        for pname, p in model.named_parameters():
+            if pname.endswith(("beta", "gamma")):
+                p.normal_(0.0, 0.5)  # NAFNet's zero-initialised scales would make its blocks identities
+        if name == "rt":
+            model.tail.weight.mul_(20.0)  # a visible residual
+    return model
+
+
+def _frame(h: int, w: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = np.stack([np.sin(xx / (4 + c)) * np.cos(yy / (5 + c)) for c in range(3)], axis=2) * 90 + 128
+    return np.clip(base + rng.normal(0, 12, (h, w, 3)), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("name", ["rt", "sepunet", "conv4", "nafnet"])
+def test_export_onnx_parity(tmp_path: Path, name: str) -> None:
+    model = _model(name)
+    report = export_onnx(model, tmp_path / "out" / f"{name}.onnx")
+    assert report is not None and report.ok
+    assert report.max_abs_diff <= 1 and report.mean_abs_diff < 0.05
+    assert report.sizes == [(67, 93), (128, 160)]
+    graph = onnx.load(str(tmp_path / "out" / f"{name}.onnx"))
+    onnx.checker.check_model(graph)
+    inputs = [i.name for i in graph.graph.input]
+    assert inputs == (["luma"] if name == "rt" else ["image"])
+    dims = graph.graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_param for d in dims[2:]] == ["height", "width"]  # dynamic H and W
+
+
+def test_onnx_graph_matches_eager_on_raw_tensors() -> None:
+    model = _model("sepunet")
+    session = ort.InferenceSession(export_onnx_bytes(model), providers=["CPUExecutionProvider"])
+    x = torch.rand(1, 3, 36, 44)  # another size than the export example: dynamic axes at work
+    (y,) = session.run(None, {"image": x.numpy()})
+    with torch.no_grad():
+        ref = model(x).numpy()
+    assert y.shape == ref.shape and np.abs(y - ref).max() < 1e-4
+
+
+def test_luma_graph_is_uint8_in_int16_out() -> None:
+    model = _model("rt")
+    session = ort.InferenceSession(export_onnx_bytes(model), providers=["CPUExecutionProvider"])
+    luma = np.random.default_rng(0).integers(0, 256, (1, 1, 24, 40), dtype=np.uint8)
+    (delta,) = session.run(None, {"luma": luma})
+    assert delta.dtype == np.int16 and delta.shape == luma.shape
+    with torch.no_grad():
+        ref = LumaDelta(model)(torch.from_numpy(luma)).numpy()
+    assert np.abs(delta.astype(int) - ref.astype(int)).max() <= 1
+    assert np.abs(ref).max() > 0
+
+
+@pytest.mark.parametrize("name", ["student", "sepunet", "teacher", "resattn"])
+@pytest.mark.parametrize("size", [(1, 1), (37, 51)])
+def test_onnx_backend_matches_torch_backend(tiny_models_dir: Path, name: str, size: tuple[int, int]) -> None:
+    frame = _frame(*size, seed=3)
+    torch_out = sharpkd.load(name).sharpen(frame)
+    onnx_runner = sharpkd.load(name, backend="onnx", threads=1)
+    assert onnx_runner.backend == "onnx"
+    onnx_out = onnx_runner.sharpen(frame)
+    assert onnx_out.shape == frame.shape and onnx_out.dtype == np.uint8
+    assert np.abs(onnx_out.astype(int) - torch_out.astype(int)).max() <= 1
+
+
+def test_check_parity_on_given_frames() -> None:
+    model = _model("conv4")
+    frames = [_frame(9, 13), _frame(40, 24, seed=1)]
+    report = check_parity(model, frames=frames)
+    assert report.ok and report.sizes == [(9, 13), (40, 24)]
+
+
+def test_export_without_check(tmp_path: Path) -> None:
+    assert export_onnx(_model("conv4"), tmp_path / "c.onnx", check=False) is None
+    assert (tmp_path / "c.onnx").stat().st_size > 1000
+
+
+def test_parity_failure_is_reported(tmp_path: Path) -> None:
+    model = _model("conv4")
+    path = tmp_path / "c.onnx"
+    export_onnx(model, path, check=False)
+    with torch.no_grad():
+        model.tail.bias.add_(0.1)  # eager now differs from the written graph by ~25 levels
+    report = check_parity(model, path)
+    assert not report.ok and report.max_abs_diff > 10
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
+@pytest.mark.parametrize("name", ["rt", "sepunet"])
+def test_torchscript_export(tmp_path: Path, name: str) -> None:
+    model = _model(name)
+    path = export_torchscript(model, tmp_path / f"{name}.ts")
+    loaded = torch.jit.load(str(path))
+    if name == "rt":
+        luma = torch.randint(0, 256, (1, 1, 32, 32), dtype=torch.uint8)
+        with torch.no_grad():
+            assert torch.equal(loaded(luma), LumaDelta(model)(luma))
+    else:
+        frame = _frame(32, 32)
+        with torch.no_grad():
+            out = to_uint8(loaded(to_tensor(frame)).clamp(0, 1))
+            ref = to_uint8(model(to_tensor(frame)).clamp(0, 1))
+        assert np.abs(out.astype(int) - ref.astype(int)).max() <= 1
