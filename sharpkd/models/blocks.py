@@ -293,6 +293,7 @@ LUMA_FIXED: dict[int, tuple[float, float, float]] = {14: (4899.0, 9617.0, 1868.0
 
 
 @functools.lru_cache(maxsize=1)
+@functools.cache
 def opencv_luma_bits() -> int:
     """The fixed-point precision (14 or 15 bits) of the installed OpenCV's ``RGB2GRAY``, found by one probe pixel."""
     try:

@@ -1,0 +1,422 @@
+"""CPU speed of the full ``sharpen()`` call (uint8 in, uint8 out) per model, resolution and backend.
+
+:func:`run_benchmark` times each ``model x resolution x backend`` on a realistic synthetic frame after a warm-up and
+reports the median (p50) and 95th percentile latency, FPS, conv MACs per frame, parameters and the peak extra memory.
+In the same run it times the classical reference, an OpenCV unsharp mask (``GaussianBlur`` sigma 2 + ``addWeighted``)
+on the same frame, and reports each model's latency as a multiple of it: absolute milliseconds drift between
+machines, the ratio to a fixed OpenCV filter much less.
+
+Each model is measured in a fresh process (``multiprocessing`` ``spawn``) by default, so one model's allocations and
+thread pools do not leak into the next. Peak memory is the growth of the process's resident-set high-water mark
+(``VmHWM``, the same counter as ``resource.getrusage(RUSAGE_SELF).ru_maxrss``) during the warm-up and timed calls.
+Every allocation counts (torch's CPU allocator, numpy, OpenCV, ONNX Runtime), not only what Python's allocator sees.
+Before the calls, freed heap pages go back to the OS (``malloc_trim``) and on Linux the high-water mark is reset
+(``/proc/self/clear_refs``), so memory that setup used and freed cannot hide the calls' own peak. Where that reset is
+unavailable, the number is a lower bound.
+
+Example:
+    >>> report = run_benchmark(BenchmarkConfig(models=("student",), resolutions=("1080p",), backends=("torch",)))
+    >>> row = report.results[0]
+    >>> row.p50_ms, row.fps, row.ratio_to_unsharp  # doctest: +SKIP
+    (21.4, 46.7, 1.6)
+"""
+
+from __future__ import annotations
+
+import copy
+import ctypes
+import ctypes.util
+import logging
+import multiprocessing
+import platform
+import re
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+log = logging.getLogger(__name__)
+
+# Named frame sizes, (width, height); any "WxH" string works too.
+RESOLUTIONS: dict[str, tuple[int, int]] = {
+    "360p": (640, 360),
+    "480p": (854, 480),
+    "720p": (1280, 720),
+    "1080p": (1920, 1080),
+    "1440p": (2560, 1440),
+    "4k": (3840, 2160),
+}
+REFERENCE = "opencv-unsharp"  # name of the OpenCV reference measurement
+CLASSICAL_BACKENDS = {"unsharp": "opencv", "input": "none"}  # what the classical methods run on, for the tables
+
+
+@dataclass
+class BenchmarkConfig:
+    """What :func:`run_benchmark` measures and how."""
+
+    models: tuple[str, ...] = ("student", "teacher", "unsharp")  # shipped names, checkpoint paths or "unsharp"/"input"
+    resolutions: tuple[str, ...] = ("720p", "1080p", "4k")  # names in RESOLUTIONS or "WxH" such as "64x48"
+    backends: tuple[str, ...] = ("torch", "onnx")  # neural models run on each; classical methods once
+    repeats: int = 20  # timed calls per measurement (the teacher at 4k may need a small number)
+    warmup: int = 3  # untimed calls first: lazy init, allocator and thread-pool warm-up
+    threads: int | None = None  # intra-op threads for torch, ONNX Runtime and OpenCV; None = torch's default
+    tile: int = 512  # tile side of the tiled inference path
+    isolate: bool = True  # a fresh spawned process per model measurement; False runs all in this process (faster)
+
+
+@dataclass
+class BenchmarkResult:
+    """One ``model x resolution x backend`` measurement."""
+
+    model: str
+    backend: str  # "torch", "onnx", or "opencv"/"none" for the classical methods
+    resolution: str
+    width: int
+    height: int
+    p50_ms: float  # median latency of one sharpen() call, uint8 in and out
+    p95_ms: float
+    fps: float  # 1000 / p50_ms
+    macs: int  # conv MACs of one forward pass over the whole frame (see conv_macs); 0 for classical methods
+    parameters: int
+    peak_mb: float | None  # peak resident MB added by the sharpen() calls; None when it cannot be measured
+    threads: int
+    ratio_to_unsharp: float  # p50_ms / the OpenCV unsharp mask's p50_ms at the same resolution
+
+
+@dataclass
+class BenchmarkReport:
+    """All measurements of one :func:`run_benchmark` call and the machine they ran on."""
+
+    results: list[BenchmarkResult]
+    unsharp_ms: dict[str, float]  # resolution -> p50 ms of the OpenCV unsharp mask reference
+    cpu: str
+    threads: int
+    torch_version: str
+    repeats: int
+    warmup: int
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of everything in the report."""
+        return asdict(self)
+
+
+def cpu_name() -> str:
+    """The CPU model name (``/proc/cpuinfo`` on Linux, else :func:`platform.processor`)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def parse_resolution(text: str) -> tuple[int, int]:
+    """``"1080p"`` or ``"1920x1080"`` -> ``(width, height)``.
+
+    Raises:
+        ValueError: neither a name in :data:`RESOLUTIONS` nor ``WxH`` with positive integers.
+    """
+    key = text.strip().lower()
+    if key in RESOLUTIONS:
+        return RESOLUTIONS[key]
+    match = re.fullmatch(r"(\d+)x(\d+)", key)
+    if match is None or min(int(match.group(1)), int(match.group(2))) < 1:
+        raise ValueError(f"unknown resolution {text!r}; use one of {', '.join(RESOLUTIONS)} or WxH such as 640x360")
+    return int(match.group(1)), int(match.group(2))
+
+
+@lru_cache(maxsize=1)
+def _photo() -> np.ndarray:
+    """A real photo (scikit-image's astronaut) when available, else a procedural scene with edges and texture."""
+    try:
+        import skimage.data
+
+        return np.ascontiguousarray(skimage.data.astronaut()[..., :3])
+    except ImportError:
+        yy, xx = np.mgrid[0:512, 0:512].astype(np.float32)
+        rng = np.random.default_rng(0)
+        base = 128 + 60 * np.sin(xx / 9.0) * np.cos(yy / 13.0) + 40 * ((xx // 64 + yy // 64) % 2)
+        img = base[..., None] + np.array([10.0, 0.0, -10.0]) + rng.normal(0.0, 6.0, (512, 512, 3))
+        return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def synthetic_frame(width: int, height: int) -> np.ndarray:
+    """A deterministic, realistic test frame: a photo scaled to at most 720 px high and mirror-tiled to fill.
+
+    Returns:
+        ``(height, width, 3)`` uint8 RGB, C-contiguous.
+
+    Raises:
+        ValueError: a non-positive size.
+    """
+    import cv2
+
+    if width < 1 or height < 1:
+        raise ValueError(f"frame size must be positive, got {width}x{height}")
+    photo = _photo()
+    side = max(1, min(height, 720))
+    interp = cv2.INTER_AREA if side < photo.shape[0] else cv2.INTER_CUBIC
+    photo = cv2.resize(photo, (side * photo.shape[1] // photo.shape[0], side), interpolation=interp)
+    h, w = min(height, photo.shape[0]), min(width, photo.shape[1])
+    frame = np.pad(photo[:h, :w], ((0, height - h), (0, width - w), (0, 0)), mode="symmetric")
+    return np.ascontiguousarray(frame)
+
+
+def conv_macs(model: nn.Module, height: int, width: int) -> int:
+    """Multiply-accumulates of the ``nn.Conv2d`` layers in one forward pass of ``model`` on a ``height x width`` frame.
+
+    Each conv counts ``output elements * in_channels / groups * kernel_h * kernel_w``, counted by forward hooks. Only
+    convolutions are counted (they dominate): activations, norms, attention products, pixel (un)shuffles, padding and
+    the uint8 conversions are not. The pass runs on the ``meta`` device, so no memory or time is spent on a 4K
+    frame. Tile overlap of the tiled inference path is not counted either: this is one pass over the whole frame.
+
+    Args:
+        model: any module taking ``(1, 3, H, W)`` images.
+        height: frame height in pixels.
+        width: frame width in pixels.
+
+    Returns:
+        The MAC count for a batch of one.
+    """
+    meta_model = copy.deepcopy(model).to("meta")
+    total = 0
+
+    def hook(module: nn.Conv2d, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        nonlocal total
+        kh, kw = module.kernel_size
+        total += output.numel() * (module.in_channels // module.groups) * kh * kw
+
+    handles = [m.register_forward_hook(hook) for m in meta_model.modules() if isinstance(m, nn.Conv2d)]
+    try:
+        with torch.inference_mode():
+            meta_model(torch.zeros(1, 3, height, width, device="meta"))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return int(total)
+
+
+def _maxrss_mb() -> float:
+    import resource
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10  # bytes on macOS, KiB on Linux
+
+
+def _proc_status_mb(key: str) -> float:
+    match = re.search(rf"^{key}:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.MULTILINE)
+    if match is None:
+        raise OSError(f"/proc/self/status has no {key} line")
+    return int(match.group(1)) / 1024
+
+
+class _PeakMemory:
+    """Peak resident memory added since :meth:`start`, in MB (see the module docstring)."""
+
+    def start(self) -> None:
+        try:
+            ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim(0)  # glibc only; returns freed heap pages to the OS
+        except (OSError, AttributeError, TypeError):
+            pass
+        try:
+            Path("/proc/self/clear_refs").write_text("5")  # Linux >= 4.0: high-water mark := current RSS
+            self.base, self.exact = _proc_status_mb("VmRSS"), True
+        except OSError:
+            self.base, self.exact = _maxrss_mb(), False
+
+    def peak_mb(self) -> float:
+        peak = _proc_status_mb("VmHWM") if self.exact else _maxrss_mb()
+        return max(0.0, peak - self.base)
+
+
+def _time_calls(fn: Callable[[np.ndarray], Any], frame: np.ndarray, repeats: int, warmup: int) -> list[float]:
+    for _ in range(warmup):
+        fn(frame)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn(frame)
+        times.append((time.perf_counter() - start) * 1000.0)
+    return times
+
+
+def _measure(job: dict[str, Any]) -> dict[str, Any]:
+    """Time one model (or the OpenCV reference when ``job["model"]`` is None) on one frame size.
+
+    Runs inside the worker process; restores the torch and OpenCV thread counts it changes.
+    """
+    import cv2
+
+    from sharpkd.infer import BACKENDS, load, unsharp_mask
+    from sharpkd.models import count_parameters
+
+    saved = torch.get_num_threads(), cv2.getNumThreads()
+    threads = job["threads"] or torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads)
+        cv2.setNumThreads(threads)
+        frame = synthetic_frame(job["width"], job["height"])
+        if job["model"] is None:
+            fn, model = unsharp_mask, None
+        else:
+            backend = job["backend"] if job["backend"] in BACKENDS else "torch"  # classical: "opencv" or "none"
+            sharpener = load(job["model"], backend=backend, tile=job["tile"], threads=threads)
+            fn, model = sharpener.sharpen, sharpener.model
+        memory = _PeakMemory()
+        memory.start()
+        times = _time_calls(fn, frame, job["repeats"], job["warmup"])
+        peak_mb = memory.peak_mb() if memory.exact or job["isolated"] else None
+    finally:
+        torch.set_num_threads(saved[0])
+        cv2.setNumThreads(saved[1])
+    macs = conv_macs(model, job["height"], job["width"]) if model is not None else 0
+    return {
+        "p50_ms": float(np.percentile(times, 50)),
+        "p95_ms": float(np.percentile(times, 95)),
+        "macs": macs,
+        "parameters": count_parameters(model) if model is not None else 0,
+        "peak_mb": peak_mb,
+        "threads": threads,
+    }
+
+
+def _run_job(job: dict[str, Any], isolate: bool) -> dict[str, Any]:
+    if not isolate or job["model"] is None:  # the OpenCV reference needs no fresh process: it is only timed
+        return _measure({**job, "isolated": False})
+    # A fresh interpreter per job: clean ru_maxrss, clean thread pools. Exceptions are re-raised here; a worker that
+    # dies (killed for memory, or a __main__ that cannot be re-imported, such as a script read from stdin) raises
+    # BrokenProcessPool instead of hanging, as a multiprocessing.Pool would.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        try:
+            return pool.submit(_measure, {**job, "isolated": True}).result()
+        except BrokenProcessPool as err:
+            raise RuntimeError(
+                f"the benchmark worker process for {job['model'] or REFERENCE} at {job['resolution']} died "
+                f"(out of memory?); rerun with fewer repeats, a smaller resolution or isolate=False: {err}"
+            ) from err
+
+
+def _check_config(cfg: BenchmarkConfig) -> list[tuple[str, int, int]]:
+    from sharpkd.infer import BACKENDS
+
+    if cfg.repeats < 1 or cfg.warmup < 0:
+        raise ValueError(f"repeats must be >= 1 and warmup >= 0, got repeats={cfg.repeats}, warmup={cfg.warmup}")
+    if cfg.threads is not None and cfg.threads < 1:
+        raise ValueError(f"threads must be >= 1 or None, got {cfg.threads}")
+    if not cfg.models or not cfg.resolutions or not cfg.backends:
+        raise ValueError(
+            f"need at least one model, resolution and backend, got {cfg.models}, {cfg.resolutions}, {cfg.backends}"
+        )
+    unknown = [b for b in cfg.backends if b not in BACKENDS]
+    if unknown:
+        raise ValueError(f"unknown backend(s) {unknown}; known: {', '.join(BACKENDS)}")
+    return [(name, *parse_resolution(name)) for name in cfg.resolutions]
+
+
+def run_benchmark(
+    cfg: BenchmarkConfig = BenchmarkConfig(),
+    *,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> BenchmarkReport:
+    """Time every ``model x resolution x backend`` of ``cfg`` and the OpenCV unsharp mask reference.
+
+    Args:
+        cfg: what to measure, see :class:`BenchmarkConfig`.
+        progress: called as ``progress(done, total, label)`` before each measurement (``label`` names it) and once
+            more as ``progress(total, total, "done")``; drives e.g. a tqdm bar.
+
+    Returns:
+        A :class:`BenchmarkReport`; results are ordered model, then resolution, then backend.
+
+    Raises:
+        ValueError: an unknown resolution or backend, or a non-positive ``repeats`` or ``threads``.
+        CheckpointError: an unknown model name or an unusable checkpoint.
+        RuntimeError: a worker process died (``isolate=True``), e.g. killed for running out of memory.
+    """
+    from sharpkd.infer import CLASSICAL
+
+    sizes = _check_config(cfg)
+    jobs: list[tuple[str, dict[str, Any]]] = []
+    common = {"repeats": cfg.repeats, "warmup": cfg.warmup, "threads": cfg.threads, "tile": cfg.tile}
+    for res, width, height in sizes:
+        # The reference costs milliseconds: give it at least 20 runs, so the ratios do not inherit its noise.
+        ref = {**common, "repeats": max(cfg.repeats, 20), "warmup": max(cfg.warmup, 3)}
+        jobs.append(
+            (
+                f"{REFERENCE} {res}",
+                {**ref, "model": None, "backend": "opencv", "width": width, "height": height, "resolution": res},
+            )
+        )
+    for model in cfg.models:
+        # Classical methods never touch torch or ONNX Runtime: one measurement whatever the backends.
+        backends = (CLASSICAL_BACKENDS.get(model, "none"),) if model in CLASSICAL else cfg.backends
+        for res, width, height in sizes:
+            for backend in backends:
+                job = {
+                    **common,
+                    "model": model,
+                    "backend": backend,
+                    "width": width,
+                    "height": height,
+                    "resolution": res,
+                }
+                jobs.append((f"{model} {res} {backend}", job))
+
+    reference: dict[str, float] = {}
+    results: list[BenchmarkResult] = []
+    threads = cfg.threads or torch.get_num_threads()
+    for done, (label, job) in enumerate(jobs):
+        if progress is not None:
+            progress(done, len(jobs), label)
+        log.info("benchmark: %s", label)
+        out = _run_job(job, cfg.isolate)
+        threads = out["threads"]
+        if job["model"] is None:
+            reference[job["resolution"]] = out["p50_ms"]
+            continue
+        results.append(
+            BenchmarkResult(
+                model=job["model"],
+                backend=job["backend"],
+                resolution=job["resolution"],
+                width=job["width"],
+                height=job["height"],
+                p50_ms=out["p50_ms"],
+                p95_ms=out["p95_ms"],
+                fps=1000.0 / out["p50_ms"] if out["p50_ms"] > 0 else float("inf"),
+                macs=out["macs"],
+                parameters=out["parameters"],
+                peak_mb=out["peak_mb"],
+                threads=out["threads"],
+                ratio_to_unsharp=out["p50_ms"] / reference[job["resolution"]],
+            )
+        )
+    if progress is not None:
+        progress(len(jobs), len(jobs), "done")
+    notes = [
+        "latency: wall time of one Sharpener.sharpen() call, uint8 RGB in and out, after warm-up",
+        "macs: Conv2d multiply-accumulates of one forward pass over the whole frame (no tile overlap)",
+        "peak_mb: growth of the resident-set high-water mark during the warm-up and timed calls",
+    ]
+    return BenchmarkReport(
+        results=results,
+        unsharp_ms=reference,
+        cpu=cpu_name(),
+        threads=threads,
+        torch_version=torch.__version__,
+        repeats=cfg.repeats,
+        warmup=cfg.warmup,
+        notes=notes,
+    )
