@@ -10,11 +10,17 @@ too large to cache); use live distillation (no cache) for ``feat``.
 from __future__ import annotations
 
 import logging
+import os
+import pickle
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn as nn
 from torch.utils.data import Dataset
+
+from sharpkd.errors import CheckpointError
 
 log = logging.getLogger(__name__)
 
@@ -76,3 +82,32 @@ def cache_teacher_outputs(
         data.set_epoch(0)
     log.info("cached %d teacher outputs", size)
     return TeacherCache(torch.cat(lqs), torch.cat(gts), torch.cat(preds))
+
+
+def save_cache(path: str | os.PathLike, cache: TeacherCache, meta: dict[str, Any]) -> Path:
+    """Write a cache (float16 tensors) with ``meta`` describing how it was made; atomic rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"lq": cache.lq, "gt": cache.gt, "teacher_pred": cache.teacher_pred, "meta": meta}, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_cache(path: str | os.PathLike, meta: dict[str, Any]) -> TeacherCache | None:
+    """The cache in ``path`` if it exists and was made with exactly ``meta``; ``None`` otherwise (make a new one).
+
+    Raises:
+        CheckpointError: the file exists but is unreadable.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as err:
+        raise CheckpointError(f"teacher cache {path} is unreadable: {err}") from err
+    if not isinstance(obj, dict) or obj.get("meta") != meta:
+        log.warning("teacher cache %s was made with other settings; rebuilding it", path)
+        return None
+    return TeacherCache(obj["lq"], obj["gt"], obj["teacher_pred"])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import re
 import shlex
 import sys
@@ -127,8 +128,17 @@ def _train(args: argparse.Namespace, teacher) -> int:
         resume=not args.no_resume,
         meta=meta,
     )
-    print(f"{args.model}: {count_parameters(model):,} parameters, {len(data)} samples/epoch -> {args.out}")
-    result = fit(cfg, teacher, model, data, val=val, callbacks=[_progress_callback(args.steps, args.model)])
+    rank0 = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 prints and writes
+    cached = getattr(args, "cache_teacher", 0) > 0
+    if cached:
+        data = _teacher_cache(args, teacher, data)
+        meta["teacher_cache"] = {"size": args.cache_teacher, "file": args.cache_file}
+    if rank0:
+        print(f"{args.model}: {count_parameters(model):,} parameters, {len(data)} samples/epoch -> {args.out}")
+    callbacks = [_progress_callback(args.steps, args.model)] if rank0 else []
+    result = fit(cfg, None if cached else teacher, model, data, val=val, callbacks=callbacks)
+    if result.rank != 0:
+        return 0
     final = Path(args.out) / "final.pt"
     meta.update(steps=result.steps, wall_seconds=round(result.wall_seconds, 1), stopped=result.stopped)
     if result.history:
@@ -136,6 +146,36 @@ def _train(args: argparse.Namespace, teacher) -> int:
     save_checkpoint(final, model, meta=meta)
     print(f"{result.stopped} after {result.steps} steps; best val PSNR {result.best_psnr:.2f} dB; wrote {final}")
     return 0
+
+
+def _teacher_cache(args: argparse.Namespace, teacher, data):
+    """Load or build the teacher-output pool for ``distill --cache-teacher N`` (see sharpkd.cache)."""
+    from tqdm import tqdm
+
+    from sharpkd.cache import cache_teacher_outputs, load_cache, save_cache
+
+    if "feat" in args.losses:
+        raise ValueError("--cache-teacher stores teacher outputs only; drop 'feat' from --losses or the cache")
+    key = {
+        "teacher": str(args.teacher),
+        "data": str(args.data),
+        "degradation": args.degradation,
+        "patch_size": args.patch_size,
+        "seed": args.seed,
+        "size": args.cache_teacher,
+    }
+    cache = load_cache(args.cache_file, key) if args.cache_file else None
+    if cache is not None:
+        print(f"using cached teacher outputs from {args.cache_file}")
+        return cache
+    bar = tqdm(total=args.cache_teacher, desc="teacher outputs", unit="patch", dynamic_ncols=True)
+    cache = cache_teacher_outputs(
+        teacher, data, args.cache_teacher, progress=lambda done, total: bar.update(done - bar.n)
+    )
+    bar.close()
+    if args.cache_file:
+        save_cache(args.cache_file, cache, key)
+    return cache
 
 
 def _hardware() -> str:
@@ -498,6 +538,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher", default="teacher", help="shipped model name or checkpoint path")
     p.add_argument("--model", default="rt", help="student preset (rt, conv4, resattn, sepunet)")
     _add_train_args(p, "l1=1,kd=1,feat=0.1")
+    p.add_argument(
+        "--cache-teacher",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run the teacher once on a fixed pool of N degraded crops and train on it (much faster on CPU; "
+        "no 'feat' loss); 0 = run the teacher live every step",
+    )
+    p.add_argument("--cache-file", default=None, help="save/reuse the teacher-output pool here (e.g. runs/cache.pt)")
     p.set_defaults(func=cmd_distill)
 
     p = sub.add_parser("sharpen", help="sharpen image files or folders")
