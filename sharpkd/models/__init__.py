@@ -61,13 +61,13 @@ def rescnn(**kw) -> Teacher:
 @register("student")
 def conv4(**kw) -> Student:
     """Four 3x3 convs with ReLU at full resolution, RGB residual out."""
-    return _student(dict(block="conv", width=24, num_blocks=2), kw)
+    return _student(dict(block="conv", width=16, num_blocks=2), kw)
 
 
 @register("student")
 def resattn(**kw) -> Student:
     """Six residual blocks (LeakyReLU, InstanceNorm, channel + spatial attention) and a refinement conv."""
-    cfg = dict(block="res", width=24, num_blocks=6, act="leakyrelu", norm="instance", attention="cbam", refine=True)
+    cfg = dict(block="res", width=12, num_blocks=6, act="leakyrelu", norm="instance", attention="cbam", refine=True)
     return _student(cfg, kw)
 
 
