@@ -473,7 +473,7 @@ def cmd_video(args: argparse.Namespace) -> int:
         seed=args.seed,
         max_frames=args.max_frames,
         codec=args.codec,
-        label=args.model,
+        label=f"sharpkd {args.model}",
     )
     source = args.input if args.input is not None else args.camera
     with _Progress("video", "frame") as bar:

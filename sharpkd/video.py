@@ -378,14 +378,16 @@ def _compose(lq: np.ndarray, pred: np.ndarray, cfg: VideoConfig, fps: float) -> 
 
 
 def _put_text(img: np.ndarray, text: str, *, bottom: bool) -> None:
-    """Draw ``text`` in place, white on a dark outline, scaled to the frame height (readable from 48 px to 4K)."""
-    H = img.shape[0]
+    """Draw ``text`` in place, white on a dark box, scaled to the frame height (readable from 360p to 4K)."""
+    H, W = img.shape[:2]
     scale = max(0.3, H / 720)
-    thickness = max(1, round(2 * scale))
-    (_, text_h), baseline = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
-    margin = max(2, round(6 * scale))
-    origin = (margin, H - margin - baseline if bottom else margin + text_h)
-    cv2.putText(img, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thickness + 2, cv2.LINE_AA)
+    thickness = max(1, round(1.5 * scale))
+    (text_w, text_h), baseline = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+    pad = max(2, round(5 * scale))
+    top = H - text_h - baseline - 2 * pad if bottom else 0
+    box = img[max(top, 0) : top + text_h + baseline + 2 * pad, : min(W, text_w + 2 * pad)]
+    box[:] = (box * 0.35).astype(np.uint8)  # darken rather than cover, so the picture stays visible behind
+    origin = (pad, top + pad + text_h)
     cv2.putText(img, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thickness, cv2.LINE_AA)
 
 
