@@ -1,0 +1,127 @@
+"""A before/after wipe slider as one self-contained HTML page: inline CSS and JS, images as base64 data URIs.
+
+Nothing is fetched from the network, so it works offline and inside a sandboxed iframe (the app shows it with
+``st.iframe``). Drag anywhere on the image, or use the range input (keyboard accessible), to move the divider.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from typing import NamedTuple
+
+import numpy as np
+from PIL import Image
+
+from sharpkd.images import encode_image
+
+LABEL_BAR_PX = 28  # height of the row of labels above the image
+
+
+class WipeView(NamedTuple):
+    """The page and the iframe height (CSS px) that shows all of it at ``max_width``."""
+
+    html: str
+    height: int
+
+
+def _data_uri(pixels: np.ndarray, width: int) -> str:
+    if pixels.shape[1] > width:
+        height = max(1, round(pixels.shape[0] * width / pixels.shape[1]))
+        pixels = np.asarray(Image.fromarray(pixels).resize((width, height), Image.Resampling.LANCZOS))
+    return "data:image/png;base64," + base64.b64encode(encode_image(pixels, "PNG")).decode("ascii")
+
+
+def wipe_view(
+    before: np.ndarray,
+    after: np.ndarray,
+    *,
+    before_label: str = "before",
+    after_label: str = "after",
+    max_width: int = 720,
+    start: float = 0.5,
+) -> WipeView:
+    """Build the wipe page: ``before`` on the left of the divider, ``after`` on the right.
+
+    Args:
+        before, after: ``(H, W, 3)`` uint8 images of the same shape.
+        before_label, after_label: captions shown above each side (HTML-escaped).
+        max_width: wider images are downscaled to this width (Lanczos), which also bounds the page size.
+        start: initial divider position as a fraction of the width.
+
+    Returns:
+        A :class:`WipeView` with the HTML and the height it needs.
+
+    Raises:
+        ValueError: the images differ in shape, are not ``(H, W, 3)`` uint8, or ``start`` is outside ``[0, 1]``.
+    """
+    for name, img in (("before", before), ("after", after)):
+        if not isinstance(img, np.ndarray) or img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
+            got = f"{getattr(img, 'shape', None)} {getattr(img, 'dtype', type(img).__name__)}"
+            raise ValueError(f"{name} must be an (H, W, 3) uint8 array, got {got}")
+    if before.shape != after.shape:
+        raise ValueError(f"before and after must have the same shape, got {before.shape} and {after.shape}")
+    if not 0.0 <= start <= 1.0:
+        raise ValueError(f"start must be in [0, 1], got {start}")
+    H, W = before.shape[:2]
+    width = min(W, max_width)
+    height = round(H * width / W)
+    pct = f"{100 * start:.1f}"
+    page = _TEMPLATE.format(
+        width=width,
+        pct=pct,
+        before=_data_uri(before, width),
+        after=_data_uri(after, width),
+        before_label=html.escape(before_label),
+        after_label=html.escape(after_label),
+    )
+    return WipeView(page, height + LABEL_BAR_PX + 8)
+
+
+# Doubled braces are literal braces for str.format.
+_TEMPLATE = """<!DOCTYPE html>
+<html><head><meta charset="utf-8"><style>
+  body {{ margin: 0; font: 13px sans-serif; color: #31333f; }}
+  .labels {{ display: flex; justify-content: space-between; height: {label_bar}px; align-items: center;
+            max-width: {width}px; }}
+  .wipe {{ position: relative; max-width: {width}px; line-height: 0; user-select: none; cursor: ew-resize;
+          touch-action: none; }}
+  .wipe img {{ width: 100%; height: auto; display: block; image-rendering: auto; }}
+  .wipe .top {{ position: absolute; top: 0; left: 0; clip-path: inset(0 calc(100% - {pct}%) 0 0); }}
+  .wipe .bar {{ position: absolute; top: 0; bottom: 0; left: {pct}%; width: 2px; margin-left: -1px;
+               background: #fff; box-shadow: 0 0 3px rgba(0,0,0,.6); pointer-events: none; }}
+  .wipe input {{ position: absolute; left: 0; bottom: 4px; width: 100%; margin: 0; opacity: .6; }}
+</style></head><body>
+<div class="labels"><span>&#9664; {before_label}</span><span>{after_label} &#9654;</span></div>
+<div class="wipe" id="wipe">
+  <img class="under" src="{after}" alt="{after_label}">
+  <img class="top" id="top" src="{before}" alt="{before_label}">
+  <div class="bar" id="bar"></div>
+  <input type="range" id="pos" min="0" max="100" step="0.1" value="{pct}" aria-label="wipe position">
+</div>
+<script>
+(function () {{
+  var wipe = document.getElementById("wipe"), top = document.getElementById("top"),
+      bar = document.getElementById("bar"), pos = document.getElementById("pos");
+  function set(p) {{
+    p = Math.max(0, Math.min(100, p));
+    top.style.clipPath = "inset(0 " + (100 - p) + "% 0 0)";
+    bar.style.left = p + "%";
+    pos.value = p;
+  }}
+  function fromPointer(e) {{
+    var r = wipe.getBoundingClientRect();
+    set(100 * (e.clientX - r.left) / r.width);
+  }}
+  var dragging = false;
+  wipe.addEventListener("pointerdown", function (e) {{
+    if (e.target === pos) return;
+    dragging = true; wipe.setPointerCapture(e.pointerId); fromPointer(e);
+  }});
+  wipe.addEventListener("pointermove", function (e) {{ if (dragging) fromPointer(e); }});
+  wipe.addEventListener("pointerup", function () {{ dragging = false; }});
+  pos.addEventListener("input", function () {{ set(parseFloat(pos.value)); }});
+}})();
+</script>
+</body></html>
+""".replace("{label_bar}", str(LABEL_BAR_PX))
