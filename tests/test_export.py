@@ -34,7 +34,7 @@ def _model(name: str) -> nn.Module:
             if pname.endswith(("beta", "gamma")):
                 p.normal_(0.0, 0.5)  # NAFNet's zero-initialised scales would make its blocks identities
         if name == "rt":
-            model.tail.weight.mul_(20.0)  # a visible residual
+            torch.nn.init.normal_(model.tail.weight, std=0.3)  # a visible residual (zero-initialised head)
     return model
 
 

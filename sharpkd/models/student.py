@@ -77,6 +77,10 @@ class Student(nn.Module):
             else nn.Identity()
         )
         self.tail = nn.Conv2d(cfg.width, c_in, 3, padding=1)
+        # Zero-init the residual head: a fresh student is the identity, so training starts from "do no harm"
+        # instead of from a random residual that first has to be unlearned.
+        nn.init.zeros_(self.tail.weight)
+        nn.init.zeros_(self.tail.bias)
         self.feature_channels = cfg.width
         self.stride = cfg.unshuffle * self.body.stride
         # instance norm needs more than one value per channel at the coarsest level, so tiny inputs get padded
