@@ -187,6 +187,7 @@ class CardsConfig:
     threads: int | None = None  # intra-op threads for the speed table; None = torch's default
     bench_isolate: bool = True  # time each model in a fresh process (see BenchmarkConfig.isolate)
     command: str = ""  # the exact command line that regenerated the cards, written at the top of README.md
+    readme: str | os.PathLike | None = None  # also replace the results block of this file (the project README)
 
 
 def _card_order(names: Sequence[str], kinds: Mapping[str, str]) -> list[str]:
@@ -316,8 +317,33 @@ def write_cards(
         readme += _speed_section(bench, names)
     (out_dir / "README.md").write_text("\n".join(readme))
     written.append(out_dir / "README.md")
+    if cfg.readme is not None:
+        inject_results(cfg.readme, readme)
+        written.append(Path(cfg.readme))
     log.info("wrote %d model cards and README.md to %s", len(order), out_dir)
     return written
+
+
+RESULTS_START, RESULTS_END = "<!-- results:start -->", "<!-- results:end -->"
+
+
+def inject_results(path: str | os.PathLike, models_readme: Sequence[str]) -> None:
+    """Replace the block between ``<!-- results:start -->`` and ``<!-- results:end -->`` in ``path`` with the
+    models README (title dropped, headings demoted one level), so the project README carries the same numbers.
+
+    Raises:
+        ValueError: the markers are missing or out of order.
+    """
+    path = Path(path)
+    text = path.read_text()
+    start, end = text.find(RESULTS_START), text.find(RESULTS_END)
+    if start < 0 or end < start:
+        raise ValueError(f"{path} has no {RESULTS_START} ... {RESULTS_END} block to fill")
+    body = ["## Results", ""]
+    for line in models_readme[1:]:
+        body.append("#" + line if line.startswith("#") else line)
+    block = RESULTS_START + "\n" + "\n".join(body).strip() + "\n" + RESULTS_END
+    path.write_text(text[:start] + block + text[end + len(RESULTS_END) :])
 
 
 def _speed(r: BenchmarkResult, bench: BenchmarkReport) -> dict[str, Any]:
@@ -385,12 +411,12 @@ def _speed_section(bench: BenchmarkReport, names: Mapping[str, str]) -> list[str
         f"{bench.torch_version}. `x unsharp` divides p50 by that of the OpenCV unsharp mask ({reference:.1f} ms), "
         "timed in the same run.",
         "",
-        "| model | backend | p50 ms | p95 ms | FPS | x unsharp |",
-        "|---|---|---:|---:|---:|---:|",
+        "| model | backend | p50 ms | p95 ms | FPS | x unsharp | peak extra MB |",
+        "|---|---|---:|---:|---:|---:|---:|",
     ]
     for r in bench.results:
         lines.append(
             f"| {names.get(r.model, r.model)} | {r.backend} | {r.p50_ms:.1f} | {r.p95_ms:.1f} | {r.fps:.1f} | "
-            f"{r.ratio_to_unsharp:.2f} |"
+            f"{r.ratio_to_unsharp:.2f} | {'n/a' if r.peak_mb is None else f'{r.peak_mb:.0f}'} |"
         )
     return [*lines, ""]

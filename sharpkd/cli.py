@@ -499,6 +499,7 @@ def cmd_cards(args: argparse.Namespace) -> int:
         bench_repeats=args.bench_repeats,
         threads=args.threads,
         command=args.command_line,
+        readme=args.readme,
     )
     for path in sorted(Path(cfg.out_dir).glob("*.pt")):  # a bad checkpoint is one line (exit 2), never a traceback
         _load_sharpener(str(path))
@@ -614,6 +615,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bench-backends", default="torch", help="comma-separated backends of the speed table")
     p.add_argument("--bench-repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--readme", default=None, help="also fill the results block of this README (e.g. README.md)")
     p.set_defaults(func=cmd_cards)
     return parser
 

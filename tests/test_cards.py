@@ -157,3 +157,17 @@ def test_write_cards_with_speed_table(tiny_models_dir: Path) -> None:
 def test_write_cards_needs_checkpoints(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="no checkpoints"):
         write_cards(CardsConfig(out_dir=tmp_path))
+
+
+def test_inject_results_fills_only_the_marked_block(tmp_path) -> None:
+    from sharpkd.cards import inject_results
+
+    readme = tmp_path / "README.md"
+    readme.write_text("# Title\n\nintro\n\n<!-- results:start -->\nold\n<!-- results:end -->\n\n## After\n")
+    inject_results(readme, ["# sharpkd models", "", "## Quality", "", "| a | b |"])
+    text = readme.read_text()
+    assert "old" not in text and "### Quality" in text and "| a | b |" in text
+    assert text.startswith("# Title\n\nintro\n") and text.endswith("## After\n")
+    readme.write_text("no markers here\n")
+    with pytest.raises(ValueError, match="results:start"):
+        inject_results(readme, ["# t"])
