@@ -215,7 +215,9 @@ def test_two_processes_match_one_and_resume_across_world_sizes(tmp_path, referen
     assert a1["losses"] == [] and a0["losses"] == pytest.approx(reference["losses"][:STOP_AT], abs=ATOL)
     # Both ranks of B ended on rank 0's best.pt (step 3), not on their step-6 weights.
     assert _max_diff(b0["state"], best) == 0.0 and _max_diff(b1["state"], best) == 0.0
-    assert _max_diff(b1["state"], _load(tmp_path / "one" / "last.pt")["model"]) > 1000 * ATOL
+    assert (
+        _max_diff(b1["state"], _load(tmp_path / "one" / "last.pt")["model"]) > 100 * ATOL
+    )  # far beyond float noise (the residual head starts at zero, so early steps move less)
 
     # Only rank 0 wrote: one metrics line per validation, an unwrapped student at the global step.
     two = _load(tmp_path / "two" / "last.pt")
