@@ -187,6 +187,8 @@ class CardsConfig:
     threads: int | None = None  # intra-op threads for the speed table; None = torch's default
     bench_isolate: bool = True  # time each model in a fresh process (see BenchmarkConfig.isolate)
     command: str = ""  # the exact command line that regenerated the cards, written at the top of README.md
+    video_size: tuple[int, int] = (1920, 1080)  # with bench: clip size of the default student's video benchmark
+    video_frames: int = 60  # with bench: clip length
     readme: str | os.PathLike | None = None  # also replace the results block of this file (the project README)
 
 
@@ -292,6 +294,19 @@ def write_cards(
         )
         bench = run_benchmark(bench_cfg, progress=progress)
 
+    video = []
+    if cfg.bench and "student" in paths:  # the default student on a whole 1080p clip, decode and encode included
+        from sharpkd.benchmark import benchmark_video
+
+        for backend in cfg.bench_backends:
+            if progress is not None:
+                progress(0, 1, f"video student {backend}")
+            video.append(
+                benchmark_video(
+                    str(paths["student"]), cfg.video_size, cfg.video_frames, backend=backend, threads=cfg.threads
+                )
+            )
+
     generated = {"command": cfg.command, "date": date}
     written = []
     for name in order:
@@ -305,6 +320,8 @@ def write_cards(
             speeds = {r.backend: _speed(r, bench) for r in bench.results if r.model == str(paths[name])}
             card["speed"] = next(iter(speeds.values()))  # the first of cfg.bench_backends
             card["speed_by_backend"] = speeds
+        if name == "student" and video:
+            card["video_1080p"] = video
         card["training"] = card.pop("training")  # provenance last, after the numbers
         card["generated"] = generated
         path = out_dir / f"{name}.json"
@@ -315,6 +332,8 @@ def write_cards(
     readme = _readme(cfg, date, evaluation, {n: cards[n] for n in order})
     if bench is not None:
         readme += _speed_section(bench, names)
+    if video:
+        readme += _video_section(video)
     (out_dir / "README.md").write_text("\n".join(readme))
     written.append(out_dir / "README.md")
     if cfg.readme is not None:
@@ -344,6 +363,25 @@ def inject_results(path: str | os.PathLike, models_readme: Sequence[str]) -> Non
         body.append("#" + line if line.startswith("#") else line)
     block = RESULTS_START + "\n" + "\n".join(body).strip() + "\n" + RESULTS_END
     path.write_text(text[:start] + block + text[end + len(RESULTS_END) :])
+
+
+def _video_section(video: Sequence[Mapping[str, Any]]) -> list[str]:
+    v0 = video[0]
+    lines = [
+        "## Video",
+        "",
+        f"The default student on a synthesized {v0['width']}x{v0['height']} clip of {v0['frames']} frames (moving test "
+        "pattern, mp4v): OpenCV decode, `sharpen()`, OpenCV encode. `flicker` is the mean absolute change between "
+        "consecutive output frames over that of the input frames (1.0 = no added temporal shimmer).",
+        "",
+        "| backend | sharpen FPS | end-to-end FPS | flicker |",
+        "|---|---:|---:|---:|",
+    ]
+    for v in video:
+        lines.append(
+            f"| {v['backend']} | {v['processing_fps']:.1f} | {v['end_to_end_fps']:.1f} | {v['flicker_ratio']:.3f} |"
+        )
+    return [*lines, ""]
 
 
 def _speed(r: BenchmarkResult, bench: BenchmarkReport) -> dict[str, Any]:

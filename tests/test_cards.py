@@ -139,6 +139,8 @@ def test_write_cards_with_speed_table(tiny_models_dir: Path) -> None:
         bench_warmup=0,
         threads=1,
         bench_isolate=False,
+        video_size=(64, 48),
+        video_frames=6,
     )
     write_cards(cfg, date="2026-01-02")
     readme = (tiny_models_dir / "README.md").read_text()
@@ -152,6 +154,11 @@ def test_write_cards_with_speed_table(tiny_models_dir: Path) -> None:
     assert speed["fps"] == pytest.approx(1000 / speed["1080p_p50_ms"])
     assert speed["ratio_to_unsharp"] == pytest.approx(speed["1080p_p50_ms"] / speed["unsharp_ms"])
     assert f"| {speed['1080p_p50_ms']:.1f} |" in rows[1]
+    # the default student's whole-clip video benchmark: decode + sharpen + encode, every frame counted
+    (video,) = card["video_1080p"]
+    assert (video["width"], video["height"], video["frames"]) == (64, 48, 6)
+    assert 0 < video["end_to_end_fps"] <= video["processing_fps"]
+    assert "## Video" in readme and f"| torch | {video['processing_fps']:.1f} |" in readme
 
 
 def test_write_cards_needs_checkpoints(tmp_path: Path) -> None:
