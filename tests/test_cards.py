@@ -144,7 +144,7 @@ def test_write_cards_with_speed_table(tiny_models_dir: Path) -> None:
     )
     write_cards(cfg, date="2026-01-02")
     readme = (tiny_models_dir / "README.md").read_text()
-    section = readme[readme.index("## Speed") :].splitlines()
+    section = readme[readme.index("## Speed") : readme.index("## Video")].splitlines()
     rows = [line for line in section if line.startswith("| ") and not line.startswith("| model")]
     assert [r.split(" | ")[0][2:] for r in rows] == ["unsharp mask", "student", "student-nokd"]
     card = json.loads((tiny_models_dir / "student.json").read_text())
