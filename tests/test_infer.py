@@ -55,7 +55,7 @@ def _eager(model: nn.Module, frame: np.ndarray) -> np.ndarray:
 def _scaled(model: nn.Module, factor: float) -> nn.Module:
     """Scale every weight so the random network's output (and reach) is large: untrained weights hide seams."""
     with torch.no_grad():
-        for _name, p in model.named_parameters():
+        for p in model.parameters():
             # zero-initialised parameters (NAFNet's beta/gamma, students' residual head) get random values instead
             p.mul_(factor) if p.any() else p.normal_(0.0, 0.5)
     return model.eval()
