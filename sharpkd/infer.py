@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -131,14 +132,43 @@ def _is_luma_student(model: nn.Module) -> bool:
     )
 
 
-def _add_luma_delta(frame: np.ndarray, delta: np.ndarray) -> np.ndarray:
-    """``clip(frame + delta[..., None], 0, 255)`` in uint8 arithmetic with OpenCV (frame (H, W, 3), delta int16)."""
+class _LumaBuffers(threading.local):
+    """Per-thread scratch arrays for the luma path, reused across frames of the same size.
+
+    At 1080p, allocating the four 6 MB temporaries afresh on every frame costs more (page faults) than the arithmetic
+    itself: about 10 ms against 1.3 ms measured. Thread-local, because a Sharpener is shared across app sessions.
+    """
+
+    shape: tuple[int, int] | None = None
+
+    def get(self, H: int, W: int) -> _LumaBuffers:
+        if self.shape != (H, W):
+            self.shape = (H, W)
+            self.tmp = np.empty((H, W), np.int16)
+            self.pos, self.neg = np.empty((H, W), np.uint8), np.empty((H, W), np.uint8)
+            self.pos3, self.neg3 = np.empty((H, W, 3), np.uint8), np.empty((H, W, 3), np.uint8)
+        return self
+
+
+def _add_luma_delta(frame: np.ndarray, delta: np.ndarray, buffers: _LumaBuffers | None = None) -> np.ndarray:
+    """``clip(frame + delta[..., None], 0, 255)`` in uint8 arithmetic with OpenCV (frame (H, W, 3), delta int16).
+
+    The positive and negative parts are applied as two saturating uint8 operations: exact, because at each pixel one
+    of them is zero.
+    """
     import cv2
 
-    pos = np.clip(delta, 0, 255).astype(np.uint8)
-    neg = np.clip(-delta, 0, 255).astype(np.uint8)
-    out = cv2.add(frame, cv2.merge((pos, pos, pos)))
-    return cv2.subtract(out, cv2.merge((neg, neg, neg)), dst=out)
+    H, W = delta.shape
+    b = (buffers or _LumaBuffers()).get(H, W)
+    np.clip(delta, 0, 255, out=b.tmp)
+    np.copyto(b.pos, b.tmp, casting="unsafe")
+    np.negative(delta, out=b.tmp)
+    np.clip(b.tmp, 0, 255, out=b.tmp)
+    np.copyto(b.neg, b.tmp, casting="unsafe")
+    cv2.merge((b.pos, b.pos, b.pos), dst=b.pos3)
+    cv2.merge((b.neg, b.neg, b.neg), dst=b.neg3)
+    out = cv2.add(frame, b.pos3)
+    return cv2.subtract(out, b.neg3, dst=out)
 
 
 class Sharpener:
@@ -171,6 +201,7 @@ class Sharpener:
         if threads is not None:
             torch.set_num_threads(threads)
         self._session = None
+        self._luma_buffers = _LumaBuffers()
         self.luma = model is not None and _is_luma_student(model)
         self.stride = getattr(model, "stride", 1) if model is not None else 1
         # instance norm normalizes with whole-input statistics, so a tile would not see the image's: never tile it
@@ -240,7 +271,7 @@ class Sharpener:
             border = cv2.BORDER_REFLECT_101 if ph < H and pw < W else cv2.BORDER_REPLICATE
             luma = cv2.copyMakeBorder(luma, 0, ph, 0, pw, border)
         delta = self.luma_delta(luma)[:H, :W]
-        return _add_luma_delta(frame, np.ascontiguousarray(delta))
+        return _add_luma_delta(frame, np.ascontiguousarray(delta), self._luma_buffers)
 
     # -- tiled path ----------------------------------------------------------------------------------------------
     def _run_float(self, x: torch.Tensor) -> torch.Tensor:
