@@ -358,8 +358,15 @@ def inject_results(path: str | os.PathLike, models_readme: Sequence[str]) -> Non
     start, end = text.find(RESULTS_START), text.find(RESULTS_END)
     if start < 0 or end < start:
         raise ValueError(f"{path} has no {RESULTS_START} ... {RESULTS_END} block to fill")
-    body = ["## Results", ""]
-    for line in models_readme[1:]:
+    body = [
+        "## Results",
+        "",
+        "Copied from [`models/README.md`](models/README.md) by the command in "
+        "[Reproducing the numbers](#reproducing-the-numbers); do not edit by hand.",
+        "",
+    ]
+    sections = [i for i, line in enumerate(models_readme) if line.startswith("## ")]
+    for line in models_readme[sections[0] if sections else 1 :]:
         body.append("#" + line if line.startswith("#") else line)
     block = RESULTS_START + "\n" + "\n".join(body).strip() + "\n" + RESULTS_END
     path.write_text(text[:start] + block + text[end + len(RESULTS_END) :])
