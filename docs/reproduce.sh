@@ -32,4 +32,4 @@ for name in teacher student student-nokd conv4 sepunet resattn; do
 done
 
 # 4. Every number in models/*.json, models/README.md and the README's results section.
-sharpkd cards --out models/ --data "$VAL" --bench --bench-backends torch,onnx --threads 2 --readme README.md
+sharpkd cards --out models/ --data "$VAL" --bench --bench-backends torch,onnx --bench-repeats 15 --threads 2 --readme README.md
