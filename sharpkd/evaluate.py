@@ -1,7 +1,7 @@
 """Validation: PSNR/SSIM of a restorer on whole images for each named degradation, beside the degraded input.
 
-Works on tensors (used by the training loop) via :func:`evaluate_tensor_fn`; :mod:`sharpkd.infer` builds the
-uint8 end-to-end table that the CLI and model cards print.
+Works on tensors (used by the training loop) via :func:`evaluate_tensor_fn`; :func:`sharpkd.cards.evaluate_models`
+builds the uint8 end-to-end table that the CLI and model cards print.
 """
 
 from __future__ import annotations

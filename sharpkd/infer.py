@@ -322,7 +322,7 @@ def load(
 
     Args:
         name_or_path: what to load.
-        backend: ``"torch"`` or ``"onnx"`` (ONNX Runtime; exported on first use into a cache next to the weights).
+        backend: ``"torch"`` or ``"onnx"`` (ONNX Runtime; the model is exported to ONNX in memory when loaded).
         tile: tile side for large images on the tiled path.
         threads: fix the number of intra-op threads (torch and ONNX Runtime); ``None`` keeps the default.
 
