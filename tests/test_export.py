@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
+from synthetic import wave_frame as _frame
 
 import sharpkd
 from sharpkd.data import to_tensor, to_uint8
@@ -36,13 +37,6 @@ def _model(name: str) -> nn.Module:
         if name == "rt":
             torch.nn.init.normal_(model.tail.weight, std=0.3)  # a visible residual (zero-initialised head)
     return model
-
-
-def _frame(h: int, w: int, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:h, 0:w]
-    base = np.stack([np.sin(xx / (4 + c)) * np.cos(yy / (5 + c)) for c in range(3)], axis=2) * 90 + 128
-    return np.clip(base + rng.normal(0, 12, (h, w, 3)), 0, 255).astype(np.uint8)
 
 
 @pytest.mark.parametrize("name", ["rt", "sepunet", "conv4", "nafnet"])

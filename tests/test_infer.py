@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
+from synthetic import wave_frame as _frame
 
 import sharpkd
 from sharpkd.checkpoint import save_checkpoint
@@ -37,14 +38,6 @@ def sharpeners(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Sharpener]
         torch.manual_seed(0)
         out[name] = load(save_checkpoint(d / f"{name}.pt", build_model(preset, **kw)))
     return out
-
-
-def _frame(h: int, w: int, seed: int = 0) -> np.ndarray:
-    """Smooth waves plus noise: a uint8 RGB frame with edges at every scale."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:h, 0:w]
-    base = np.stack([np.sin(xx / (4 + c)) * np.cos(yy / (5 + c)) for c in range(3)], axis=2) * 90 + 128
-    return np.clip(base + rng.normal(0, 12, (h, w, 3)), 0, 255).astype(np.uint8)
 
 
 def _eager(model: nn.Module, frame: np.ndarray) -> np.ndarray:
