@@ -20,18 +20,18 @@ PagesManager.uses_pages_directory = False
 
 MAX_PIXELS = 2_000_000  # uploads above this are downscaled (with a note) so every model answers in seconds
 TRAINED_KEY = "trained_models"  # session_state: {name: Sharpener} trained on the Train page this session
-JOB_KEY = "train_job"  # session_state: the latest sharpkd.jobs.TrainingJob, so reruns and other pages find it
+JOB_KEY = "train_job"  # session_state: the latest sharpkd.app.jobs.TrainingJob, so reruns and other pages find it
 
 
 @st.cache_resource(show_spinner="Loading model…", max_entries=16)
 def _load_sharpener(name: str, models_dir: str) -> sharpkd.Sharpener:
     # models_dir is part of the cache key, so pointing SHARPKD_MODELS elsewhere never serves stale models.
-    return sharpkd.infer.load_pretrained(name)
+    return sharpkd.runtime.sharpener.load_pretrained(name)
 
 
 def load_sharpener(name: str) -> sharpkd.Sharpener:
     """A shipped model (or ``"unsharp"``), loaded once per process and shared by all sessions."""
-    return _load_sharpener(name, str(sharpkd.infer.models_dir()))
+    return _load_sharpener(name, str(sharpkd.runtime.sharpener.models_dir()))
 
 
 def load_models(names: list[str]) -> dict[str, sharpkd.Sharpener]:

@@ -6,7 +6,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import sharpkd
-import sharpkd.compare
+import sharpkd.app.compare
 from pages import trained_models
 from sharpkd.errors import SharpkdError
 
@@ -96,7 +96,7 @@ sizes, repeats = sizes_ui()
 if st.button("Measure", type="primary", disabled=not models or not sizes, key="bench_run"):
     try:
         with st.spinner("Timing the models…"):
-            st.session_state[RESULTS_KEY] = sharpkd.compare.measure_latency(models, sizes, repeats)
+            st.session_state[RESULTS_KEY] = sharpkd.app.compare.measure_latency(models, sizes, repeats)
     except (SharpkdError, ValueError) as err:
         st.error(f"Could not measure: {err}")
 rows = st.session_state.get(RESULTS_KEY)
@@ -109,7 +109,7 @@ else:
     st.info("Choose models and frame sizes, then press **Measure**.")
 
 st.subheader("Quality against speed, from the model cards")
-points = sharpkd.compare.quality_speed_points()
+points = sharpkd.app.compare.quality_speed_points()
 if points:
     st.plotly_chart(quality_speed_chart(points), key="bench_scatter")
 else:

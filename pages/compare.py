@@ -9,10 +9,10 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import sharpkd
-import sharpkd.compare
-import sharpkd.wipe
+import sharpkd.app.compare
+import sharpkd.app.wipe
 from pages import decode_upload, load_models, trained_models
-from sharpkd.compare import INPUT, ORIGINAL, Comparison
+from sharpkd.app.compare import INPUT, ORIGINAL, Comparison
 from sharpkd.data import sample_images
 from sharpkd.degrade import PRESETS
 
@@ -38,7 +38,7 @@ def run_compare(
     image: np.ndarray, degradation: str | None, strength: float, ids: tuple[str, ...], _models: dict
 ) -> Comparison:
     # `ids` stands in for the unhashable models in the cache key (the cache is shared by all sessions).
-    return sharpkd.compare.compare(image, degradation, strength, _models)
+    return sharpkd.app.compare.compare(image, degradation, strength, _models)
 
 
 def model_ids(models: dict[str, sharpkd.Sharpener]) -> tuple[str, ...]:
@@ -200,7 +200,7 @@ for start in range(0, len(crops), 5):
 
 st.subheader("Before / after")
 left, right = wipe_ui(result)
-view = sharpkd.wipe.wipe_view(
+view = sharpkd.app.wipe.wipe_view(
     result.panels[left], result.panels[right], before_label=label(result, left), after_label=label(result, right)
 )
 st.iframe(view.html, height=view.height, alt=f"wipe between {left} and {right}")

@@ -9,11 +9,11 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import sharpkd
-import sharpkd.jobs
+import sharpkd.app.jobs
 from pages import JOB_KEY, decode_upload, load_models, trained_models
 from sharpkd.degrade import list_degradations
 from sharpkd.errors import SharpkdError
-from sharpkd.jobs import JobConfig, JobSnapshot, TrainingJob
+from sharpkd.app.jobs import JobConfig, JobSnapshot, TrainingJob
 from sharpkd.models import list_models
 
 if TYPE_CHECKING:
@@ -78,7 +78,7 @@ def settings_ui(has_teacher: bool, disabled: bool) -> JobConfig | None:
         )
         weights[name] = 0.0 if needs_teacher and not has_teacher else value
     try:
-        losses = sharpkd.jobs.loss_spec(weights)
+        losses = sharpkd.app.jobs.loss_spec(weights)
     except ValueError as err:
         st.error(f"Check the loss weights: {err}")
         return None

@@ -18,7 +18,7 @@ from sharpkd.errors import (
     VideoError,
 )
 from sharpkd.images import load_image, read_image, write_image
-from sharpkd.infer import Sharpener, list_pretrained, load, load_pretrained, unsharp_mask
+from sharpkd.runtime.sharpener import Sharpener, list_pretrained, load, load_pretrained, unsharp_mask
 from sharpkd.metrics import psnr, sharpness, ssim
 from sharpkd.models import build_model, list_models
 

@@ -19,9 +19,9 @@ import streamlit as st
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-import sharpkd.compare
+import sharpkd.app.compare
 import sharpkd.data
-import sharpkd.jobs
+import sharpkd.app.jobs
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 TIMEOUT = 120  # seconds per script run; generous for a busy 2-core machine
@@ -37,7 +37,7 @@ def small_photos(monkeypatch, photo):
         return {n: gallery.get(n, photo) for n in names}
 
     monkeypatch.setattr(sharpkd.data, "sample_images", sample_images)
-    monkeypatch.setattr(sharpkd.jobs, "sample_images", sample_images)
+    monkeypatch.setattr(sharpkd.app.jobs, "sample_images", sample_images)
     return gallery
 
 
@@ -63,7 +63,7 @@ def app(tiny_models_dir, small_photos):
 
 
 class FakeCompare:
-    """Stands in for sharpkd.compare.compare: the real degradation, but every model's output is a copy of the input."""
+    """Stands in for sharpkd.app.compare.compare: the real degradation, but every model's output is a copy of the input."""
 
     def __init__(self) -> None:
         self.calls: list[tuple] = []
@@ -78,13 +78,13 @@ class FakeCompare:
         return result
 
 
-_real_compare = sharpkd.compare.compare
+_real_compare = sharpkd.app.compare.compare
 
 
 @pytest.fixture
 def fake_compare(monkeypatch) -> FakeCompare:
     fake = FakeCompare()
-    monkeypatch.setattr(sharpkd.compare, "compare", fake)
+    monkeypatch.setattr(sharpkd.app.compare, "compare", fake)
     return fake
 
 
@@ -286,7 +286,7 @@ def test_compare_too_small_image_is_an_error_message(app):
 # -- Train ---------------------------------------------------------------------------------------------------------
 
 
-def _start_training(at: AppTest, steps: int = 3) -> sharpkd.jobs.TrainingJob:
+def _start_training(at: AppTest, steps: int = 3) -> sharpkd.app.jobs.TrainingJob:
     at.switch_page("pages/train.py").run()
     at.number_input(key="tr_steps").set_value(steps)
     at.select_slider(key="tr_patch").set_value(32)
@@ -355,7 +355,7 @@ def test_train_failure_is_shown_as_a_message(app, monkeypatch):
     def broken_fit(*args, **kwargs):
         raise RuntimeError("out of patience")
 
-    monkeypatch.setattr(sharpkd.jobs, "fit", broken_fit)
+    monkeypatch.setattr(sharpkd.app.jobs, "fit", broken_fit)
     job = _start_training(app)
     assert job.status == "failed"
     at = app.run()
@@ -397,7 +397,7 @@ def test_benchmark_measures_and_plots(app, monkeypatch):
             for s in sizes
         ]
 
-    monkeypatch.setattr(sharpkd.compare, "measure_latency", fake_measure)
+    monkeypatch.setattr(sharpkd.app.compare, "measure_latency", fake_measure)
     at = app.switch_page("pages/benchmark.py").run()
     _no_exception(at)
     assert not at.get("plotly_chart")

@@ -1,4 +1,4 @@
-"""Tests for sharpkd.benchmark on tiny frames: resolutions, the synthetic frame, conv MAC counting, and the report."""
+"""Tests for sharpkd.reporting.benchmark on tiny frames: resolutions, the synthetic frame, conv MAC counting, and the report."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from sharpkd.benchmark import (
+from sharpkd.reporting.benchmark import (
     BenchmarkConfig,
     _PeakMemory,
     conv_macs,
@@ -18,7 +18,7 @@ from sharpkd.benchmark import (
     synthetic_frame,
 )
 from sharpkd.errors import CheckpointError
-from sharpkd.infer import load
+from sharpkd.runtime.sharpener import load
 from sharpkd.models import build_model, count_parameters
 
 

@@ -1,4 +1,4 @@
-"""Tests for sharpkd.cards: uint8 end-to-end evaluation against a hand-computed reference, and the model cards."""
+"""Tests for sharpkd.reporting.cards: uint8 end-to-end evaluation against a hand-computed reference, and the model cards."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sharpkd.benchmark import conv_macs
-from sharpkd.cards import CardsConfig, evaluate_models, load_eval_images, metrics_table, write_cards
+from sharpkd.reporting.benchmark import conv_macs
+from sharpkd.reporting.cards import CardsConfig, evaluate_models, load_eval_images, metrics_table, write_cards
 from sharpkd.checkpoint import load_checkpoint
 from sharpkd.data import degrade_image, to_tensor
 from sharpkd.degrade import PRESETS
 from sharpkd.errors import CheckpointError, DatasetError
-from sharpkd.infer import load, unsharp_mask
+from sharpkd.runtime.sharpener import load, unsharp_mask
 from sharpkd.metrics import psnr, ssim
 from sharpkd.models import count_parameters
 
@@ -167,7 +167,7 @@ def test_write_cards_needs_checkpoints(tmp_path: Path) -> None:
 
 
 def test_inject_results_fills_only_the_marked_block(tmp_path) -> None:
-    from sharpkd.cards import inject_results
+    from sharpkd.reporting.cards import inject_results
 
     readme = tmp_path / "README.md"
     readme.write_text("# Title\n\nintro\n\n<!-- results:start -->\nold\n<!-- results:end -->\n\n## After\n")

@@ -21,7 +21,7 @@ from sharpkd.checkpoint import save_checkpoint
 from sharpkd.cli import build_parser, main
 from sharpkd.data import degrade_image
 from sharpkd.images import read_image
-from sharpkd.infer import load, unsharp_mask
+from sharpkd.runtime.sharpener import load, unsharp_mask
 from sharpkd.models import build_model, count_parameters
 
 
@@ -220,12 +220,12 @@ def test_export_onnx_and_torchscript_with_parity(tiny_models_dir: Path, tmp_path
 
 
 def test_export_failure_exits_1(tiny_models_dir: Path, tmp_path: Path, monkeypatch, capsys) -> None:
-    import sharpkd.export
+    import sharpkd.runtime.export
 
     def fail(model, path, check=True):
         raise RuntimeError("ONNX parity check failed: max abs difference 7/255 (limit 1)")
 
-    monkeypatch.setattr(sharpkd.export, "export_onnx", fail)
+    monkeypatch.setattr(sharpkd.runtime.export, "export_onnx", fail)
     assert main(["export", "student", "-o", str(tmp_path / "s.onnx")]) == 1
     assert (
         capsys.readouterr().err
@@ -235,7 +235,7 @@ def test_export_failure_exits_1(tiny_models_dir: Path, tmp_path: Path, monkeypat
 
 
 def test_video_on_a_synthesized_clip(tiny_models_dir: Path, tmp_path: Path, capsys) -> None:
-    from sharpkd.video import synthesize_clip
+    from sharpkd.runtime.video import synthesize_clip
 
     clip = synthesize_clip(tmp_path / "clip.mp4", frames=8, size=(64, 48))
     out = tmp_path / "out.mp4"

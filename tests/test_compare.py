@@ -1,4 +1,4 @@
-"""sharpkd.compare and sharpkd.wipe: the library behind the app's Compare, Benchmark and Home pages."""
+"""sharpkd.app.compare and sharpkd.app.wipe: the library behind the app's Compare, Benchmark and Home pages."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 import sharpkd
-from sharpkd.compare import (
+from sharpkd.app.compare import (
     INPUT,
     ORIGINAL,
     compare,
@@ -25,8 +25,8 @@ from sharpkd.compare import (
     zoom_crop,
 )
 from sharpkd.data import degrade_image, to_tensor
-from sharpkd.infer import unsharp_mask
-from sharpkd.wipe import wipe_view
+from sharpkd.runtime.sharpener import unsharp_mask
+from sharpkd.app.wipe import wipe_view
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from sharpkd.data import EvalImages
 from sharpkd.models import build_model
-from sharpkd.train import Callback, TrainConfig, _batches, fit
+from sharpkd.training.loop import Callback, TrainConfig, _batches, fit
 
 STEPS, STOP_AT, BATCH = 6, 3, 4
 ATOL = 1e-5  # DDP averages per-rank gradients; float32 summation order is the only difference from one process

@@ -1,4 +1,4 @@
-"""sharpkd.jobs: background distillation runs that the app's Train page starts, polls, cancels and reads."""
+"""sharpkd.app.jobs: background distillation runs that the app's Train page starts, polls, cancels and reads."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import pytest
 import torch
 import torch.nn as nn
 
-import sharpkd.jobs
+import sharpkd.app.jobs
 from sharpkd.checkpoint import load_checkpoint
 from sharpkd.errors import DatasetError
-from sharpkd.jobs import JobConfig, TrainingJob, loss_spec
+from sharpkd.app.jobs import JobConfig, TrainingJob, loss_spec
 from sharpkd.models import build_model
 
 WAIT_S = 300  # generous: the machine may be busy; a healthy tiny run takes a few seconds
@@ -47,7 +47,7 @@ def temporary_folders(monkeypatch, tmp_path):
 @pytest.fixture(autouse=True)
 def small_samples(monkeypatch, photo):
     """Built-in photos replaced by small crops, so validation takes milliseconds."""
-    monkeypatch.setattr(sharpkd.jobs, "sample_images", lambda names=("a", "b"): {n: photo for n in names})
+    monkeypatch.setattr(sharpkd.app.jobs, "sample_images", lambda names=("a", "b"): {n: photo for n in names})
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ import torch.nn as nn
 from sharpkd.checkpoint import load_checkpoint
 from sharpkd.data import EvalImages, SyntheticPairs, sample_images
 from sharpkd.models import build_model
-from sharpkd.train import Callback, TrainConfig, fit
+from sharpkd.training.loop import Callback, TrainConfig, fit
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Tests for sharpkd.video on a tiny synthesized clip (24 frames, 64x48, mp4v)."""
+"""Tests for sharpkd.runtime.video on a tiny synthesized clip (24 frames, 64x48, mp4v)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from sharpkd.errors import VideoError
-from sharpkd.video import (
+from sharpkd.runtime.video import (
     FlickerMeter,
     VideoConfig,
     VideoReport,
@@ -222,7 +222,7 @@ def test_show_headless_without_display(
 ) -> None:
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
-    with caplog.at_level(logging.WARNING, logger="sharpkd.video"):
+    with caplog.at_level(logging.WARNING, logger="sharpkd.runtime.video"):
         report = sharpen_video(clip, tmp_path / "out.mp4", identity, VideoConfig(show=True))
     assert report.frames == FRAMES
     assert sum("headless" in r.getMessage() for r in caplog.records) == 1
@@ -239,7 +239,7 @@ def test_show_falls_back_when_imshow_fails(
 
     monkeypatch.setenv("DISPLAY", ":0")
     monkeypatch.setattr(cv2, "imshow", no_gui)
-    with caplog.at_level(logging.WARNING, logger="sharpkd.video"):
+    with caplog.at_level(logging.WARNING, logger="sharpkd.runtime.video"):
         report = sharpen_video(clip, tmp_path / "out.mp4", identity, VideoConfig(show=True))
     assert report.frames == FRAMES
     assert len(calls) == 1  # tried once, then headless

@@ -7,7 +7,7 @@ import re
 import sys
 
 from sharpkd.errors import CheckpointError
-from sharpkd.infer import BACKENDS
+from sharpkd.runtime.sharpener import BACKENDS
 
 # What a malformed checkpoint can raise beyond CheckpointError (a config that builds negative-size layers, a 'meta'
 # that is not a mapping, ...), so that a bad --model is one line, never a traceback.
@@ -26,8 +26,8 @@ def split_csv(text: str) -> tuple[str, ...]:
 
 
 def load_sharpener(name: str, backend: str = "torch", tile: int = 512, threads: int | None = None):
-    """``sharpkd.infer.load`` with any load failure turned into a one-line ``CheckpointError``."""
-    from sharpkd.infer import load
+    """``sharpkd.runtime.sharpener.load`` with any load failure turned into a one-line ``CheckpointError``."""
+    from sharpkd.runtime.sharpener import load
 
     try:
         return load(name, backend=backend, tile=tile, threads=threads)

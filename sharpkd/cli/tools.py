@@ -12,7 +12,7 @@ from pathlib import Path
 
 from sharpkd.cli.common import Progress, add_model_args, load_sharpener, one_line, split_csv
 from sharpkd.degrade import PRESETS, list_degradations
-from sharpkd.infer import BACKENDS
+from sharpkd.runtime.sharpener import BACKENDS
 
 
 def _print_table(header: list[str], rows: list[list[str]]) -> None:
@@ -25,8 +25,8 @@ def _print_table(header: list[str], rows: list[list[str]]) -> None:
 
 # -- evaluate, benchmark -----------------------------------------------------------------------------------------------
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from sharpkd.cards import evaluate_models, load_eval_images, metrics_table
-    from sharpkd.infer import list_pretrained
+    from sharpkd.reporting.cards import evaluate_models, load_eval_images, metrics_table
+    from sharpkd.runtime.sharpener import list_pretrained
 
     models = split_csv(args.models) if args.models is not None else tuple(list_pretrained())
     for name in models:  # fail fast, before loading images, on a bad model
@@ -48,7 +48,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
-    from sharpkd.benchmark import BenchmarkConfig, run_benchmark
+    from sharpkd.reporting.benchmark import BenchmarkConfig, run_benchmark
 
     cfg = BenchmarkConfig(
         models=split_csv(args.models),
@@ -95,7 +95,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 
 # -- export, video, cards ----------------------------------------------------------------------------------------------
 def cmd_export(args: argparse.Namespace) -> int:
-    from sharpkd.export import export_onnx, export_torchscript
+    from sharpkd.runtime.export import export_onnx, export_torchscript
 
     sharpener = load_sharpener(args.model)
     if sharpener.model is None:
@@ -121,7 +121,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_video(args: argparse.Namespace) -> int:
-    from sharpkd.video import VideoConfig, sharpen_video
+    from sharpkd.runtime.video import VideoConfig, sharpen_video
 
     if (args.input is None) == (args.camera is None):
         raise ValueError("give exactly one source: a video file INPUT or --camera N")
@@ -147,8 +147,8 @@ def cmd_video(args: argparse.Namespace) -> int:
 
 
 def cmd_cards(args: argparse.Namespace) -> int:
-    from sharpkd.cards import CardsConfig, write_cards
-    from sharpkd.infer import models_dir
+    from sharpkd.reporting.cards import CardsConfig, write_cards
+    from sharpkd.runtime.sharpener import models_dir
 
     cfg = CardsConfig(
         out_dir=args.out if args.out is not None else models_dir(),

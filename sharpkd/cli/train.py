@@ -1,4 +1,4 @@
-"""``sharpkd train-teacher`` and ``sharpkd distill``: argument parsing around ``sharpkd.train.fit``."""
+"""``sharpkd train-teacher`` and ``sharpkd distill``: argument parsing around ``sharpkd.training.loop.fit``."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from sharpkd.errors import CheckpointError
 def _progress_callback(total: int, desc: str):
     from tqdm import tqdm
 
-    from sharpkd.train import Callback
+    from sharpkd.training.loop import Callback
 
     class Bar(Callback):
         def __init__(self) -> None:
@@ -57,6 +57,7 @@ def _add_train_args(p: argparse.ArgumentParser, default_losses: str) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="model config override")
     p.add_argument("--no-resume", action="store_true", help="start over even if OUT/last.pt exists")
+    p.add_argument("--init", default=None, help="start from these weights (shipped name or checkpoint path)")
 
 
 def _overrides(items: list[str]) -> dict:
@@ -80,7 +81,7 @@ def _train(args: argparse.Namespace, teacher) -> int:
     from sharpkd.checkpoint import save_checkpoint
     from sharpkd.data import EvalImages, PairedFolder, SyntheticPairs, sample_images
     from sharpkd.models import build_model, count_parameters
-    from sharpkd.train import TrainConfig, fit
+    from sharpkd.training.loop import TrainConfig, fit
 
     if args.paired:
         data = PairedFolder(args.data, patch_size=args.patch_size, seed=args.seed)
@@ -91,6 +92,11 @@ def _train(args: argparse.Namespace, teacher) -> int:
     val = EvalImages.from_folder(args.val, args.val_max_side) if args.val else EvalImages(sample_images(), 256)
     torch.manual_seed(args.seed)
     model = build_model(args.model, **_overrides(args.set))
+    if args.init:
+        from sharpkd.checkpoint import load_state_into
+        from sharpkd.runtime.sharpener import resolve_checkpoint
+
+        load_state_into(resolve_checkpoint(args.init), model)  # OUT/last.pt, when resuming, overrides this
     meta = {
         "data": str(args.data),
         "degradation": args.degradation,
@@ -139,10 +145,10 @@ def _train(args: argparse.Namespace, teacher) -> int:
 
 
 def _teacher_cache(args: argparse.Namespace, teacher, data):
-    """Load or build the teacher-output pool for ``distill --cache-teacher N`` (see sharpkd.cache)."""
+    """Load or build the teacher-output pool for ``distill --cache-teacher N`` (see sharpkd.training.cache)."""
     from tqdm import tqdm
 
-    from sharpkd.cache import cache_teacher_outputs, load_cache, save_cache
+    from sharpkd.training.cache import cache_teacher_outputs, load_cache, save_cache
 
     if "feat" in args.losses:
         raise ValueError("--cache-teacher stores teacher outputs only; drop 'feat' from --losses or the cache")
@@ -171,7 +177,7 @@ def _teacher_cache(args: argparse.Namespace, teacher, data):
 def _hardware() -> str:
     import torch
 
-    from sharpkd.benchmark import cpu_name
+    from sharpkd.reporting.benchmark import cpu_name
 
     if torch.cuda.is_available():
         return torch.cuda.get_device_name(0)
@@ -183,7 +189,7 @@ def cmd_train_teacher(args: argparse.Namespace) -> int:
 
 
 def cmd_distill(args: argparse.Namespace) -> int:
-    from sharpkd.infer import load_model
+    from sharpkd.runtime.sharpener import load_model
 
     try:
         teacher = load_model(args.teacher)

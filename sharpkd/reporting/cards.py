@@ -3,7 +3,7 @@
 :func:`evaluate_models` scores what a user actually gets: a clean uint8 image is degraded with a named preset, the
 loaded model's ``sharpen()`` restores the uint8 result, and PSNR/SSIM are measured against the clean image. The
 degraded input itself and the OpenCV unsharp mask are always scored alongside, as the floor and the classical
-baseline. :func:`write_cards` turns that (and, optionally, :mod:`sharpkd.benchmark` timings) into one JSON card per
+baseline. :func:`write_cards` turns that (and, optionally, :mod:`sharpkd.reporting.benchmark` timings) into one JSON card per
 checkpoint and a README table, stamped with the command and date that produced them, so every published number can be
 regenerated.
 """
@@ -26,7 +26,7 @@ import torch
 from sharpkd.degrade import PRESETS, list_degradations
 
 if TYPE_CHECKING:
-    from sharpkd.benchmark import BenchmarkReport, BenchmarkResult
+    from sharpkd.reporting.benchmark import BenchmarkReport, BenchmarkResult
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ def evaluate_models(
         CheckpointError: a model cannot be loaded.
     """
     from sharpkd.data import degrade_image, to_tensor
-    from sharpkd.infer import load
+    from sharpkd.runtime.sharpener import load
 
     if not images:
         raise ValueError("evaluate_models needs at least one image, got none")
@@ -180,7 +180,7 @@ class CardsConfig:
     max_side: int | None = None  # downscale validation images to this longer side; None keeps full size
     limit: int | None = None  # use only the first N validation images
     degradations: tuple[str, ...] = PRESETS  # columns of the quality table
-    bench: bool = False  # also time every model at 1080p (sharpkd.benchmark) and add a speed table
+    bench: bool = False  # also time every model at 1080p (sharpkd.reporting.benchmark) and add a speed table
     bench_backends: tuple[str, ...] = ("torch",)  # backends of the speed table
     bench_repeats: int = 5  # timed calls per speed measurement
     bench_warmup: int = 3  # untimed calls before them
@@ -236,7 +236,7 @@ def write_cards(
     Args:
         cfg: see :class:`CardsConfig`.
         date: ISO date written into the files; default today.
-        progress: forwarded to :func:`evaluate_models` and :func:`sharpkd.benchmark.run_benchmark`.
+        progress: forwarded to :func:`evaluate_models` and :func:`sharpkd.reporting.benchmark.run_benchmark`.
 
     Returns:
         The written paths, the cards first and README.md last.
@@ -245,7 +245,7 @@ def write_cards(
         CheckpointError: ``out_dir`` holds no ``*.pt`` file, or one of them cannot be loaded.
         DatasetError: the validation folder is missing or empty.
     """
-    from sharpkd.benchmark import BenchmarkConfig, conv_macs, run_benchmark
+    from sharpkd.reporting.benchmark import BenchmarkConfig, conv_macs, run_benchmark
     from sharpkd.checkpoint import load_checkpoint
     from sharpkd.errors import CheckpointError
     from sharpkd.models import count_parameters, model_config
@@ -296,7 +296,7 @@ def write_cards(
 
     video = []
     if cfg.bench and "student" in paths:  # the default student on a whole 1080p clip, decode and encode included
-        from sharpkd.benchmark import benchmark_video
+        from sharpkd.reporting.benchmark import benchmark_video
 
         for backend in cfg.bench_backends:
             if progress is not None:

@@ -32,7 +32,7 @@ from torch.utils.data import Dataset
 
 from sharpkd.checkpoint import load_state_into, load_training_state, save_checkpoint, save_training_state
 from sharpkd.data import EvalImages
-from sharpkd.evaluate import evaluate_tensor_fn
+from sharpkd.training.validation import evaluate_tensor_fn
 from sharpkd.losses import LossMix
 
 log = logging.getLogger(__name__)
@@ -226,7 +226,7 @@ def fit(
         student: the model to train (updated in place; on return it holds the best weights if validated, on every
             rank).
         data: a dataset of ``(lq, gt)`` pairs of ``(3, P, P)`` tensors (e.g. :class:`sharpkd.data.SyntheticPairs`), or
-            ``(lq, gt, teacher_pred)`` triples from :func:`sharpkd.cache.cache_teacher_outputs` (no teacher forward).
+            ``(lq, gt, teacher_pred)`` triples from :func:`sharpkd.training.cache.cache_teacher_outputs` (no teacher forward).
         val: whole images for validation PSNR/SSIM per named degradation.
         callbacks: progress hooks (CLI bar, app page), called on rank 0 only; any may cancel (all ranks stop).
 
@@ -321,7 +321,7 @@ def _fit(
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
             teacher_pred = teacher_feats = None
             if cached and "feat" not in loss_fn.weights:
-                teacher_pred = batch[2]  # cached teacher output (sharpkd.cache)
+                teacher_pred = batch[2]  # cached teacher output (sharpkd.training.cache)
             elif teacher is not None and loss_fn.needs_teacher:
                 with torch.no_grad():
                     teacher_pred, teacher_feats = teacher(lq, return_features=True)

@@ -259,7 +259,7 @@ def _measure(job: dict[str, Any]) -> dict[str, Any]:
     """
     import cv2
 
-    from sharpkd.infer import BACKENDS, load, unsharp_mask
+    from sharpkd.runtime.sharpener import BACKENDS, load, unsharp_mask
     from sharpkd.models import count_parameters
 
     saved = torch.get_num_threads(), cv2.getNumThreads()
@@ -314,7 +314,7 @@ def _run_job(job: dict[str, Any], isolate: bool) -> dict[str, Any]:
 
 
 def _check_config(cfg: BenchmarkConfig) -> list[tuple[str, int, int]]:
-    from sharpkd.infer import BACKENDS
+    from sharpkd.runtime.sharpener import BACKENDS
 
     if cfg.repeats < 1 or cfg.warmup < 0:
         raise ValueError(f"repeats must be >= 1 and warmup >= 0, got repeats={cfg.repeats}, warmup={cfg.warmup}")
@@ -350,7 +350,7 @@ def run_benchmark(
         CheckpointError: an unknown model name or an unusable checkpoint.
         RuntimeError: a worker process died (``isolate=True``), e.g. killed for running out of memory.
     """
-    from sharpkd.infer import CLASSICAL
+    from sharpkd.runtime.sharpener import CLASSICAL
 
     sizes = _check_config(cfg)
     jobs: list[tuple[str, dict[str, Any]]] = []
@@ -443,8 +443,8 @@ def benchmark_video(
     """
     import tempfile
 
-    from sharpkd.infer import load
-    from sharpkd.video import VideoConfig, sharpen_video, synthesize_clip
+    from sharpkd.runtime.sharpener import load
+    from sharpkd.runtime.video import VideoConfig, sharpen_video, synthesize_clip
 
     sharpener = load(model, backend=backend, threads=threads)
     with tempfile.TemporaryDirectory() as tmp:

@@ -45,7 +45,7 @@ CLASSICAL = {"unsharp": "OpenCV unsharp mask (Gaussian sigma 2, amount 1.0)", "i
 def models_dir() -> Path:
     """Folder of shipped weights: ``$SHARPKD_MODELS`` or ``models/`` next to the package."""
     env = os.environ.get("SHARPKD_MODELS")
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "models"
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "models"
 
 
 def list_pretrained() -> list[str]:
@@ -210,7 +210,7 @@ class Sharpener:
             and any(isinstance(m, nn.modules.instancenorm._InstanceNorm) for m in model.modules())
         )
         if model is not None and backend == "onnx":
-            from sharpkd.export import onnx_session
+            from sharpkd.runtime.export import onnx_session
 
             self._session = onnx_session(model, onnx_path, threads=threads)
 

@@ -1,6 +1,6 @@
 """Export to ONNX (and TorchScript) with a parity check against eager PyTorch on uint8 output.
 
-Luma students export their learned part only (:class:`sharpkd.infer.LumaDelta`: uint8 luma in, int16 residual out),
+Luma students export their learned part only (:class:`sharpkd.runtime.sharpener.LumaDelta`: uint8 luma in, int16 residual out),
 which is what the real-time path runs; other models export as float ``(1, 3, H, W) -> (1, 3, H, W)`` graphs with
 dynamic height and width (inputs padded to the model stride by the caller).
 """
@@ -24,7 +24,7 @@ OPSET = 17
 
 
 def _export_module(model: nn.Module) -> tuple[nn.Module, tuple[torch.Tensor, ...], str]:
-    from sharpkd.infer import LumaDelta, _is_luma_student
+    from sharpkd.runtime.sharpener import LumaDelta, _is_luma_student
 
     s = max(1, getattr(model, "stride", 1))
     side = 8 * s
@@ -86,7 +86,7 @@ def check_parity(model: nn.Module, onnx_path: str | os.PathLike | None = None, f
     Runtime path that :func:`sharpkd.load` uses with ``backend="onnx"``, on ``frames`` (default: two synthetic
     frames of odd sizes)."""
     from sharpkd.data import to_tensor, to_uint8
-    from sharpkd.infer import Sharpener
+    from sharpkd.runtime.sharpener import Sharpener
 
     if frames is None:
         rng = np.random.default_rng(0)
