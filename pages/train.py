@@ -11,9 +11,9 @@ import streamlit as st
 import sharpkd
 import sharpkd.app.jobs
 from pages import JOB_KEY, decode_upload, load_models, trained_models
+from sharpkd.app.jobs import JobConfig, JobSnapshot, TrainingJob
 from sharpkd.degrade import list_degradations
 from sharpkd.errors import SharpkdError
-from sharpkd.app.jobs import JobConfig, JobSnapshot, TrainingJob
 from sharpkd.models import list_models
 
 if TYPE_CHECKING:

@@ -18,9 +18,9 @@ from sharpkd.errors import (
     VideoError,
 )
 from sharpkd.images import load_image, read_image, write_image
-from sharpkd.runtime.sharpener import Sharpener, list_pretrained, load, load_pretrained, unsharp_mask
 from sharpkd.metrics import psnr, sharpness, ssim
 from sharpkd.models import build_model, list_models
+from sharpkd.runtime.sharpener import Sharpener, list_pretrained, load, load_pretrained, unsharp_mask
 
 __version__ = "0.1.0"
 

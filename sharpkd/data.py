@@ -1,5 +1,5 @@
 """Datasets: sharp images -> ``(lq, gt)`` training pairs via :mod:`sharpkd.degrade`, real blur/sharp pairs, and the
-uint8 <-> tensor conversions (the only place in the library besides :mod:`sharpkd.runtime.sharpener` that touches uint8).
+uint8 <-> tensor conversions (the only place in the library besides :mod:`sharpkd.runtime` that touches uint8).
 
 Three sources:
 

@@ -20,8 +20,8 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 import sharpkd.app.compare
-import sharpkd.data
 import sharpkd.app.jobs
+import sharpkd.data
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 TIMEOUT = 120  # seconds per script run; generous for a busy 2-core machine
@@ -63,7 +63,7 @@ def app(tiny_models_dir, small_photos):
 
 
 class FakeCompare:
-    """Stands in for sharpkd.app.compare.compare: the real degradation, but every model's output is a copy of the input."""
+    """Stands in for app.compare.compare: the real degradation, but every model's output is a copy of the input."""
 
     def __init__(self) -> None:
         self.calls: list[tuple] = []

@@ -1,4 +1,4 @@
-"""Tests for sharpkd.reporting.benchmark on tiny frames: resolutions, the synthetic frame, conv MAC counting, and the report."""
+"""Tests for reporting.benchmark on tiny frames: resolutions, the synthetic frame, conv MAC counting, and the report."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import pytest
 import torch
 import torch.nn as nn
 
+from sharpkd.errors import CheckpointError
+from sharpkd.models import build_model, count_parameters
 from sharpkd.reporting.benchmark import (
     BenchmarkConfig,
     _PeakMemory,
@@ -17,9 +19,7 @@ from sharpkd.reporting.benchmark import (
     run_benchmark,
     synthetic_frame,
 )
-from sharpkd.errors import CheckpointError
 from sharpkd.runtime.sharpener import load
-from sharpkd.models import build_model, count_parameters
 
 
 @pytest.mark.parametrize(

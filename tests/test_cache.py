@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sharpkd.training.cache import TeacherCache, cache_teacher_outputs
 from sharpkd.data import SyntheticPairs, sample_images
 from sharpkd.models import build_model
+from sharpkd.training.cache import TeacherCache, cache_teacher_outputs
 from sharpkd.training.loop import TrainConfig, fit
 
 

@@ -1,4 +1,4 @@
-"""Tests for sharpkd.reporting.cards: uint8 end-to-end evaluation against a hand-computed reference, and the model cards."""
+"""Tests for reporting.cards: uint8 end-to-end evaluation against a hand-computed reference, and the model cards."""
 
 from __future__ import annotations
 
@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sharpkd.reporting.benchmark import conv_macs
-from sharpkd.reporting.cards import CardsConfig, evaluate_models, load_eval_images, metrics_table, write_cards
 from sharpkd.checkpoint import load_checkpoint
 from sharpkd.data import degrade_image, to_tensor
 from sharpkd.degrade import PRESETS
 from sharpkd.errors import CheckpointError, DatasetError
-from sharpkd.runtime.sharpener import load, unsharp_mask
 from sharpkd.metrics import psnr, ssim
 from sharpkd.models import count_parameters
+from sharpkd.reporting.benchmark import conv_macs
+from sharpkd.reporting.cards import CardsConfig, evaluate_models, load_eval_images, metrics_table, write_cards
+from sharpkd.runtime.sharpener import load, unsharp_mask
 
 
 @pytest.fixture

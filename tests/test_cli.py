@@ -21,8 +21,8 @@ from sharpkd.checkpoint import save_checkpoint
 from sharpkd.cli import build_parser, main
 from sharpkd.data import degrade_image
 from sharpkd.images import read_image
-from sharpkd.runtime.sharpener import load, unsharp_mask
 from sharpkd.models import build_model, count_parameters
+from sharpkd.runtime.sharpener import load, unsharp_mask
 
 
 def png_chunk(kind: bytes, data: bytes) -> bytes:

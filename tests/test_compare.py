@@ -24,9 +24,9 @@ from sharpkd.app.compare import (
     quality_speed_points,
     zoom_crop,
 )
+from sharpkd.app.wipe import wipe_view
 from sharpkd.data import degrade_image, to_tensor
 from sharpkd.runtime.sharpener import unsharp_mask
-from sharpkd.app.wipe import wipe_view
 
 
 @pytest.fixture

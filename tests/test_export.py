@@ -12,9 +12,9 @@ from synthetic import wave_frame as _frame
 
 import sharpkd
 from sharpkd.data import to_tensor, to_uint8
+from sharpkd.models import build_model
 from sharpkd.runtime.export import check_parity, export_onnx, export_onnx_bytes, export_torchscript
 from sharpkd.runtime.sharpener import LumaDelta
-from sharpkd.models import build_model
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")

@@ -14,8 +14,8 @@ import sharpkd
 from sharpkd.checkpoint import save_checkpoint
 from sharpkd.data import to_tensor, to_uint8
 from sharpkd.errors import CheckpointError
-from sharpkd.runtime.sharpener import TILE_MARGIN, Sharpener, list_pretrained, load, models_dir, restore, unsharp_mask
 from sharpkd.models import build_model
+from sharpkd.runtime.sharpener import TILE_MARGIN, Sharpener, list_pretrained, load, models_dir, restore, unsharp_mask
 
 cv2 = pytest.importorskip("cv2")
 

@@ -10,9 +10,9 @@ import torch
 import torch.nn as nn
 
 import sharpkd.app.jobs
+from sharpkd.app.jobs import JobConfig, TrainingJob, loss_spec
 from sharpkd.checkpoint import load_checkpoint
 from sharpkd.errors import DatasetError
-from sharpkd.app.jobs import JobConfig, TrainingJob, loss_spec
 from sharpkd.models import build_model
 
 WAIT_S = 300  # generous: the machine may be busy; a healthy tiny run takes a few seconds

@@ -15,8 +15,8 @@ import torch
 import sharpkd
 from sharpkd.data import degrade_image, sample_images, to_tensor
 from sharpkd.degrade import PRESETS
-from sharpkd.runtime.sharpener import models_dir
 from sharpkd.metrics import psnr
+from sharpkd.runtime.sharpener import models_dir
 
 SHIPPED = ("teacher", "student", "student-nokd", "conv4", "resattn", "sepunet")
 

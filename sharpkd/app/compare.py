@@ -5,7 +5,7 @@ it, and scores each output: PSNR/SSIM against the sharp original when there is o
 always. :func:`measure_latency` times models over frame sizes (through :mod:`sharpkd.reporting.benchmark`), and
 :func:`model_cards` reads ``models/<name>.json``.
 
-Images are ``(H, W, 3)`` uint8 RGB here, as in :mod:`sharpkd.runtime.sharpener`; metrics convert to ``(1, 3, H, W)`` floats.
+Images are ``(H, W, 3)`` uint8 RGB here, as in :mod:`sharpkd.runtime`; metrics convert to ``(1, 3, H, W)`` floats.
 
 Example:
     >>> models = {"student": sharpkd.load("student"), "unsharp": sharpkd.load("unsharp")}  # doctest: +SKIP
@@ -30,8 +30,8 @@ import numpy as np
 from sharpkd.data import degrade_image, to_tensor
 from sharpkd.degrade import PRESETS
 from sharpkd.images import encode_image
-from sharpkd.runtime.sharpener import Sharpener, models_dir
 from sharpkd.metrics import psnr, sharpness, ssim
+from sharpkd.runtime.sharpener import Sharpener, models_dir
 
 log = logging.getLogger(__name__)
 
@@ -205,14 +205,14 @@ def measure_latency(
     resolutions: Sequence[str] = ("320x180", "360p"),
     repeats: int = 3,
 ) -> list[dict[str, Any]]:
-    """A quick in-process speed sweep with :func:`sharpkd.reporting.benchmark.run_benchmark`: torch backend, one warm-up call.
+    """A quick in-process speed sweep with ``run_benchmark``: torch backend, one warm-up call.
 
     It runs in the calling process (no fresh process per measurement, so no memory figures) and with few repeats,
     whatever else the machine is doing: an indication, not the careful ``sharpkd benchmark`` numbers.
 
     Args:
         models: ``display name -> what to load`` (a shipped name, a checkpoint path, or ``"unsharp"``).
-        resolutions: frame sizes as names (``"360p"``, ``"720p"``, ... see :data:`sharpkd.reporting.benchmark.RESOLUTIONS`)
+        resolutions: frame sizes as names (``"360p"``, ``"720p"``, ... see ``reporting.benchmark.RESOLUTIONS``)
             or ``"WxH"``.
         repeats: timed calls per model and size, at least 1.
 
@@ -255,7 +255,7 @@ def measure_latency(
 
 
 def model_cards(directory: str | os.PathLike | None = None) -> list[dict[str, Any]]:
-    """The model cards ``<directory>/<name>.json`` (default :func:`sharpkd.runtime.sharpener.models_dir`), sorted by name.
+    """The model cards ``<directory>/<name>.json`` (default ``models_dir()``), sorted by name.
 
     Unreadable or non-object JSON files are skipped with a warning; a missing folder gives ``[]``.
     """

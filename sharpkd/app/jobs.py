@@ -1,7 +1,8 @@
 """Background training jobs: one short distillation run in a thread, with progress that a UI can poll.
 
 The app's Train page starts a :class:`TrainingJob` and reruns while it trains; each rerun reads
-:meth:`TrainingJob.snapshot` and draws it. The job wraps :func:`sharpkd.training.loop.fit` with a callback that records the loss
+:meth:`TrainingJob.snapshot` and draws it. The job wraps :func:`~sharpkd.training.loop.fit` with a callback that records
+the loss
 and validation history and checks a cancel flag, so nothing here depends on the UI (no Streamlit import).
 
 Example:
@@ -29,11 +30,11 @@ import torch.nn as nn
 
 from sharpkd.checkpoint import save_checkpoint
 from sharpkd.data import EvalImages, SyntheticPairs, sample_images
-from sharpkd.training.validation import evaluate_tensor_fn
-from sharpkd.runtime.sharpener import Sharpener
 from sharpkd.losses import LOSS_NAMES, TEACHER_LOSSES, parse_weights
 from sharpkd.models import build_model, list_models
+from sharpkd.runtime.sharpener import Sharpener
 from sharpkd.training.loop import Callback, TrainConfig, fit
+from sharpkd.training.validation import evaluate_tensor_fn
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ class JobSnapshot:
 
 
 def loss_spec(weights: Mapping[str, float]) -> str:
-    """Slider values -> the ``"name=weight,..."`` string :class:`~sharpkd.training.loop.TrainConfig` takes; zeros dropped.
+    """Slider values -> the ``"name=weight,..."`` string ``TrainConfig`` takes; zeros dropped.
 
     Raises:
         ValueError: an unknown loss name, a negative weight, or no positive weight at all.

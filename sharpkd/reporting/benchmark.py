@@ -259,8 +259,8 @@ def _measure(job: dict[str, Any]) -> dict[str, Any]:
     """
     import cv2
 
-    from sharpkd.runtime.sharpener import BACKENDS, load, unsharp_mask
     from sharpkd.models import count_parameters
+    from sharpkd.runtime.sharpener import BACKENDS, load, unsharp_mask
 
     saved = torch.get_num_threads(), cv2.getNumThreads()
     threads = job["threads"] or torch.get_num_threads()

@@ -3,7 +3,7 @@
 :func:`evaluate_models` scores what a user actually gets: a clean uint8 image is degraded with a named preset, the
 loaded model's ``sharpen()`` restores the uint8 result, and PSNR/SSIM are measured against the clean image. The
 degraded input itself and the OpenCV unsharp mask are always scored alongside, as the floor and the classical
-baseline. :func:`write_cards` turns that (and, optionally, :mod:`sharpkd.reporting.benchmark` timings) into one JSON card per
+baseline. :func:`write_cards` turns that (and, optionally, benchmark timings) into one JSON card per
 checkpoint and a README table, stamped with the command and date that produced them, so every published number can be
 regenerated.
 """
@@ -245,10 +245,10 @@ def write_cards(
         CheckpointError: ``out_dir`` holds no ``*.pt`` file, or one of them cannot be loaded.
         DatasetError: the validation folder is missing or empty.
     """
-    from sharpkd.reporting.benchmark import BenchmarkConfig, conv_macs, run_benchmark
     from sharpkd.checkpoint import load_checkpoint
     from sharpkd.errors import CheckpointError
     from sharpkd.models import count_parameters, model_config
+    from sharpkd.reporting.benchmark import BenchmarkConfig, conv_macs, run_benchmark
 
     out_dir = Path(cfg.out_dir)
     paths = {p.stem: p for p in sorted(out_dir.glob("*.pt"))} if out_dir.is_dir() else {}

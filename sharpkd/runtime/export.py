@@ -1,6 +1,6 @@
 """Export to ONNX (and TorchScript) with a parity check against eager PyTorch on uint8 output.
 
-Luma students export their learned part only (:class:`sharpkd.runtime.sharpener.LumaDelta`: uint8 luma in, int16 residual out),
+Luma students export their learned part only (``LumaDelta``: uint8 luma in, int16 residual out),
 which is what the real-time path runs; other models export as float ``(1, 3, H, W) -> (1, 3, H, W)`` graphs with
 dynamic height and width (inputs padded to the model stride by the caller).
 """

@@ -32,8 +32,8 @@ from torch.utils.data import Dataset
 
 from sharpkd.checkpoint import load_state_into, load_training_state, save_checkpoint, save_training_state
 from sharpkd.data import EvalImages
-from sharpkd.training.validation import evaluate_tensor_fn
 from sharpkd.losses import LossMix
+from sharpkd.training.validation import evaluate_tensor_fn
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +226,7 @@ def fit(
         student: the model to train (updated in place; on return it holds the best weights if validated, on every
             rank).
         data: a dataset of ``(lq, gt)`` pairs of ``(3, P, P)`` tensors (e.g. :class:`sharpkd.data.SyntheticPairs`), or
-            ``(lq, gt, teacher_pred)`` triples from :func:`sharpkd.training.cache.cache_teacher_outputs` (no teacher forward).
+            ``(lq, gt, teacher_pred)`` triples from ``cache_teacher_outputs`` (no teacher forward).
         val: whole images for validation PSNR/SSIM per named degradation.
         callbacks: progress hooks (CLI bar, app page), called on rank 0 only; any may cancel (all ranks stop).
 
