@@ -20,7 +20,8 @@ from sharpkd.errors import (
 from sharpkd.images import load_image, read_image, write_image
 from sharpkd.metrics import psnr, sharpness, ssim
 from sharpkd.models import build_model, list_models
-from sharpkd.runtime.sharpener import Sharpener, list_pretrained, load, load_pretrained, unsharp_mask
+from sharpkd.runtime.classical import unsharp_mask
+from sharpkd.runtime.sharpener import Sharpener, list_pretrained, load, load_pretrained
 
 __version__ = "0.1.0"
 

@@ -28,6 +28,8 @@ from PIL import Image, UnidentifiedImageError
 from sharpkd.errors import ImageDecodeError, ImageTooLargeError
 
 DEFAULT_MAX_PIXELS: int = 120_000_000
+# The one list of file suffixes read as images, wherever sharpkd scans for them: training and evaluation folders
+# (sharpkd.data.find_images), `sharpkd sharpen DIR` and `sharpkd degrade DIR`. Pillow decodes every one of them.
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 
 # Errors Pillow raises for corrupt or truncated data (struct.error leaks from some header parsers).
@@ -46,6 +48,12 @@ _ORIENTATIONS: dict[int, tuple[Image.Transpose, str]] = {
 _ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
 _LOSSLESS_TO_RGB_MODES = ("1", "L", "P", "RGB", "RGBX")
 _WRITE_FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP", "bmp": "BMP"}
+WRITABLE_SUFFIXES: tuple[str, ...] = tuple(f".{ext}" for ext in _WRITE_FORMATS)  # what write_image can encode
+
+
+def is_image_path(path: str | os.PathLike) -> bool:
+    """Whether ``path`` has an image suffix (:data:`IMAGE_SUFFIXES`, any case); the file itself is not opened."""
+    return Path(path).suffix.lower() in IMAGE_SUFFIXES
 
 
 @dataclass(frozen=True)
@@ -216,8 +224,8 @@ def write_image(path: str | os.PathLike, pixels: np.ndarray, *, quality: int = 9
         ValueError: ``pixels`` is not ``(H, W, 3)`` or ``(H, W)`` uint8, or the suffix or quality is unsupported.
     """
     path = Path(path)
-    if path.suffix.lower().lstrip(".") not in _WRITE_FORMATS:
-        known = ", ".join("." + suffix for suffix in _WRITE_FORMATS)
+    if path.suffix.lower() not in WRITABLE_SUFFIXES:
+        known = ", ".join(WRITABLE_SUFFIXES)
         raise ValueError(f"cannot write {path}: unsupported suffix {path.suffix!r}, expected one of {known}")
     data = encode_image(pixels, path.suffix, quality=quality)
     path.parent.mkdir(parents=True, exist_ok=True)

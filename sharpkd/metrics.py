@@ -244,6 +244,22 @@ def ssim(
     return _reduce(per_image, reduction)
 
 
+def sobel_kernels(dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> Tensor:
+    """The Sobel pair divided by 8 (x then y), so a response is the intensity change per pixel on a linear ramp.
+
+    The one definition of the kernel: :func:`sharpness` uses it, and so does :func:`sharpkd.losses.sobel`.
+
+    Args:
+        dtype: Floating point dtype of the result; the taps (0, 1/8, 2/8) are exact in every float dtype.
+        device: Device of the result.
+
+    Returns:
+        ``(2, 1, 3, 3)`` weights for ``F.conv2d``: ``[0]`` responds to horizontal change, ``[1]`` to vertical.
+    """
+    sobel_x = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], dtype=dtype, device=device) / 8
+    return torch.stack([sobel_x, sobel_x.T]).unsqueeze(1)  # (2, 1, 3, 3)
+
+
 def sharpness(img: Tensor, reduction: str = "mean") -> Tensor:
     """No-reference sharpness: 100 times the mean Sobel gradient magnitude of the luma.
 
@@ -285,9 +301,7 @@ def sharpness(img: Tensor, reduction: str = "mean") -> Tensor:
         luma = (x * weights.view(1, 3, 1, 1)).sum(dim=1, keepdim=True)  # (B, 1, H, W)
     else:
         luma = x.mean(dim=1, keepdim=True)  # (B, 1, H, W)
-    sobel_x = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], dtype=dtype, device=x.device) / 8
-    kernels = torch.stack([sobel_x, sobel_x.T]).unsqueeze(1)  # (2, 1, 3, 3)
-    grad = F.conv2d(luma, kernels)  # (B, 2, H-2, W-2)
+    grad = F.conv2d(luma, sobel_kernels(dtype, x.device))  # (B, 2, H-2, W-2)
     # the tiny epsilon keeps the backward of sqrt finite on flat regions without visibly biasing the score
     magnitude = torch.sqrt(grad.pow(2).sum(dim=1) + 1e-20)  # (B, H-2, W-2)
     per_image = 100.0 * magnitude.flatten(1).mean(dim=1)  # (B,)

@@ -13,8 +13,9 @@ from synthetic import wave_frame as _frame
 import sharpkd
 from sharpkd.data import to_tensor, to_uint8
 from sharpkd.models import build_model
-from sharpkd.runtime.export import check_parity, export_onnx, export_onnx_bytes, export_torchscript
-from sharpkd.runtime.sharpener import LumaDelta
+from sharpkd.runtime.backends import BACKENDS, LumaDelta, OnnxBackend, export_onnx_bytes, graph_spec
+from sharpkd.runtime.export import PARITY_SIZES, check_parity, export_onnx, export_torchscript
+from sharpkd.runtime.sharpener import Sharpener
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -45,7 +46,7 @@ def test_export_onnx_parity(tmp_path: Path, name: str) -> None:
     report = export_onnx(model, tmp_path / "out" / f"{name}.onnx")
     assert report is not None and report.ok
     assert report.max_abs_diff <= 1 and report.mean_abs_diff < 0.05
-    assert report.sizes == [(67, 93), (128, 160)]
+    assert report.sizes == [(67, 93), (128, 160)] == list(PARITY_SIZES)
     graph = onnx.load(str(tmp_path / "out" / f"{name}.onnx"))
     onnx.checker.check_model(graph)
     inputs = [i.name for i in graph.graph.input]
@@ -126,3 +127,76 @@ def test_torchscript_export(tmp_path: Path, name: str) -> None:
             out = to_uint8(loaded(to_tensor(frame)).clamp(0, 1))
             ref = to_uint8(model(to_tensor(frame)).clamp(0, 1))
         assert np.abs(out.astype(int) - ref.astype(int)).max() <= 1
+
+
+def test_graph_spec_picks_the_luma_graph_for_luma_students() -> None:
+    rt, sepunet = _model("rt"), _model("sepunet")
+    spec = graph_spec(rt)
+    side = 8 * rt.stride  # the example is 8 strides wide
+    assert isinstance(spec.module, LumaDelta) and spec.input_name == "luma"
+    assert spec.example[0].dtype == torch.uint8 and spec.example[0].shape == (1, 1, side, side)
+    spec = graph_spec(sepunet)
+    side = 8 * sepunet.stride
+    assert spec.module is sepunet and spec.input_name == "image" and spec.example[0].shape == (1, 3, side, side)
+
+
+def test_onnx_threads_are_session_local() -> None:
+    saved = torch.get_num_threads()
+    backend = OnnxBackend(_model("conv4"), threads=saved + 1)
+    assert backend.session.get_session_options().intra_op_num_threads == saved + 1
+    assert torch.get_num_threads() == saved
+
+
+def test_an_onnx_variant_only_overrides_build_graph(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the shape of a later int8 backend: same session and calls, another graph
+    shifted = _model("conv4")
+    with torch.no_grad():
+        shifted.tail.bias.add_(0.2)
+
+    class Shifted(OnnxBackend):
+        name = "shifted"
+
+        def build_graph(self, model: nn.Module) -> bytes:
+            return export_onnx_bytes(shifted)
+
+    monkeypatch.setitem(BACKENDS, "shifted", Shifted)
+    frame = _frame(20, 28)
+    out = Sharpener("conv4", _model("conv4"), backend="shifted").sharpen(frame)
+    ref = Sharpener("shifted", shifted).sharpen(frame)
+    assert np.abs(out.astype(int) - ref.astype(int)).max() <= 1
+
+
+def test_onnx_backend_float_path_of_a_luma_student_runs_eagerly() -> None:
+    model = _model("rt")
+    x = torch.rand(1, 3, 24, 32)
+    y = Sharpener("rt", model, backend="onnx").sharpen_tensor(x)
+    with torch.no_grad():
+        ref = model(x).clamp(0, 1)
+    assert torch.allclose(y, ref, atol=1e-6)
+
+
+def _randomized_rep_student() -> nn.Module:
+    torch.manual_seed(0)
+    model = build_model("rt", width=8, rep=True).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))  # every branch non-zero, the head included
+    return model
+
+
+def test_rep_student_exports_plain_convs_with_parity(tmp_path: Path) -> None:
+    model = _randomized_rep_student()
+    report = export_onnx(model, tmp_path / "rep.onnx")
+    assert report is not None and report.ok
+    graph = onnx.load(str(tmp_path / "rep.onnx"))
+    convs = [n for n in graph.graph.node if n.op_type == "Conv"]
+    assert len(convs) == 4  # intro, two body convs, tail: one plain conv per RepConv
+    assert not {"Einsum", "Pad"} & {n.op_type for n in graph.graph.node}
+
+
+def test_rep_student_torchscript_matches_eager(tmp_path: Path) -> None:
+    model = _randomized_rep_student()
+    traced = torch.jit.load(str(export_torchscript(model, tmp_path / "rep.pt")))
+    luma = torch.randint(0, 256, (1, 1, 32, 48), dtype=torch.uint8)
+    with torch.no_grad():
+        assert torch.equal(traced(luma), LumaDelta(model)(luma))

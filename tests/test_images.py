@@ -16,8 +16,10 @@ from sharpkd.errors import ImageDecodeError, ImageTooLargeError
 from sharpkd.images import (
     DEFAULT_MAX_PIXELS,
     IMAGE_SUFFIXES,
+    WRITABLE_SUFFIXES,
     LoadedImage,
     encode_image,
+    is_image_path,
     load_image,
     read_image,
     to_rgb_uint8,
@@ -454,6 +456,24 @@ def test_write_rejects_bad_suffix_format_and_quality(tmp_path: Path) -> None:
     with pytest.raises(TypeError, match="numpy array"):
         write_image(tmp_path / "x.png", [[0]])  # type: ignore[arg-type]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_is_image_path_follows_image_suffixes() -> None:
+    for suffix in IMAGE_SUFFIXES:
+        assert is_image_path(f"a/b{suffix}") and is_image_path(Path(f"B{suffix.upper()}"))
+    for name in ("notes.txt", "clip.mp4", "model.pt", "png", "archive.png.zip", "folder/"):
+        assert not is_image_path(name)
+
+
+def test_writable_suffixes_are_what_write_image_accepts(tmp_path: Path) -> None:
+    assert WRITABLE_SUFFIXES == (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+    assert set(WRITABLE_SUFFIXES) <= set(IMAGE_SUFFIXES)  # every written file is found again by a folder scan
+    for suffix in WRITABLE_SUFFIXES:
+        write_image(tmp_path / f"x{suffix}", _gradient(4, 4))
+        assert read_image(tmp_path / f"x{suffix}").shape == (4, 4, 3)
+    for suffix in sorted(set(IMAGE_SUFFIXES) - set(WRITABLE_SUFFIXES)):
+        with pytest.raises(ValueError, match=f"unsupported suffix '{suffix}'"):
+            write_image(tmp_path / f"x{suffix}", _gradient(4, 4))
 
 
 def test_image_suffixes_are_all_readable(tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from sharpkd.metrics import MAE, PSNR, SSIM, gaussian_window, mae, psnr, sharpness, ssim
+from sharpkd.metrics import MAE, PSNR, SSIM, gaussian_window, mae, psnr, sharpness, sobel_kernels, ssim
 
 skimage_data = pytest.importorskip("skimage.data")
 skimage_metrics = pytest.importorskip("skimage.metrics")
@@ -267,3 +267,16 @@ def test_sharpness_values() -> None:
     assert sharpness(ramp).item() == pytest.approx(1.0)
     # grey RGB scores like its single channel (the luma weights sum to 1)
     torch.testing.assert_close(sharpness(ramp.expand(1, 3, 6, 10)), sharpness(ramp))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
+def test_sobel_kernels(dtype: torch.dtype) -> None:
+    k = sobel_kernels(dtype)
+    assert k.shape == (2, 1, 3, 3) and k.dtype == dtype
+    expected = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], dtype=torch.float64) / 8
+    assert torch.equal(k[0, 0].double(), expected) and torch.equal(k[1, 0].double(), expected.T)  # exact taps
+    # sharpness is the mean gradient magnitude of exactly these kernels
+    x = torch.rand(2, 1, 9, 11, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    grad = torch.nn.functional.conv2d(x, sobel_kernels(torch.float64))
+    magnitude = torch.sqrt(grad.pow(2).sum(dim=1) + 1e-20)
+    torch.testing.assert_close(sharpness(x, reduction="none"), 100 * magnitude.flatten(1).mean(dim=1))

@@ -263,3 +263,68 @@ def test_layernorm2d_matches_layer_norm_over_channels() -> None:
     x = torch.randn(2, 5, 3, 4)
     ref = torch.nn.functional.layer_norm(x.permute(0, 2, 3, 1), (5,), norm.weight, norm.bias, eps=1e-6)
     assert torch.allclose(norm(x), ref.permute(0, 3, 1, 2), atol=1e-5)
+
+
+def _branch_sum(r, x: torch.Tensor) -> torch.Tensor:
+    """A RepConv's branches run one by one (the definition its merged kernel must reproduce)."""
+    import torch.nn.functional as F
+
+    c_out, c_in = r.k3.shape[:2]
+    y = F.conv2d(x, r.k3, r.bias, padding=1) + F.conv2d(x, r.k1)
+    y = y + F.conv2d(F.conv2d(x, r.expand_in[:, :, None, None]), r.expand_out, padding=1)
+    for f in range(3):
+        mixed = F.conv2d(x, r.edge_mix[f][:, :, None, None])
+        edge = F.conv2d(mixed, r.edge_filters[f].expand(c_out, 1, 3, 3), padding=1, groups=c_out)
+        y = y + r.edge_scale[f][None, :, None, None] * edge
+    return y + x if r.identity.any() else y
+
+
+@pytest.mark.parametrize(("c_in", "c_out"), [(4, 4), (3, 5)])
+def test_repconv_merged_kernel_equals_its_branches(c_in: int, c_out: int) -> None:
+    from sharpkd.models.blocks import RepConv
+
+    torch.manual_seed(0)
+    r = RepConv(c_in, c_out).double()
+    with torch.no_grad():
+        for p in r.parameters():
+            p.normal_()
+    x = torch.rand(2, c_in, 9, 11, dtype=torch.float64)
+    assert torch.allclose(r(x), _branch_sum(r, x), atol=1e-10)
+    fused = r.fuse()
+    assert isinstance(fused, torch.nn.Conv2d) and torch.allclose(fused(x), r(x), atol=1e-10)
+
+
+def test_repconv_gradients_reach_every_branch() -> None:
+    from sharpkd.models.blocks import RepConv
+
+    torch.manual_seed(0)
+    r = RepConv(4, 4)
+    r(torch.rand(1, 4, 8, 8)).square().sum().backward()
+    for name, p in r.named_parameters():
+        # the two halves of each two-factor branch start with one factor at zero, so the other gets no gradient yet
+        if name not in ("expand_in", "edge_mix"):
+            assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_rep_student_starts_as_identity_and_reparameterizes_exactly() -> None:
+    from sharpkd.models.blocks import RepConv, reparameterize
+
+    torch.manual_seed(0)
+    model = build_model("rt", width=8, rep=True).eval()
+    x = torch.rand(1, 3, 20, 28)
+    assert torch.equal(model(x), x)  # zero-initialised head: a fresh student changes nothing
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    fused = reparameterize(model)
+    assert not any(isinstance(m, RepConv) for m in fused.modules())
+    assert any(isinstance(m, RepConv) for m in model.modules())  # the original is left alone
+    with torch.no_grad():
+        assert torch.allclose(fused(x), model(x), atol=1e-5)
+    plain = build_model("rt", width=8)
+    assert reparameterize(plain) is plain
+
+
+def test_rep_needs_a_plain_conv_stack() -> None:
+    with pytest.raises(ValueError, match="rep=True"):
+        build_model("sepunet", width=4, rep=True)

@@ -1,4 +1,4 @@
-"""Tests for sharpkd.runtime.video on a tiny synthesized clip (24 frames, 64x48, mp4v)."""
+"""Tests for sharpkd.runtime.video and .flicker on a tiny synthesized clip (24 frames, 64x48, mp4v)."""
 
 from __future__ import annotations
 
@@ -11,15 +11,10 @@ import cv2
 import numpy as np
 import pytest
 
+from sharpkd.data import degrade_image
 from sharpkd.errors import VideoError
-from sharpkd.runtime.video import (
-    FlickerMeter,
-    VideoConfig,
-    VideoReport,
-    flicker_ratio,
-    sharpen_video,
-    synthesize_clip,
-)
+from sharpkd.runtime.flicker import FlickerMeter, flicker_ratio
+from sharpkd.runtime.video import VideoConfig, VideoReport, sharpen_video, synthesize_clip
 
 FRAMES, WIDTH, HEIGHT = 24, 64, 48
 
@@ -126,6 +121,14 @@ def test_degrade_changes_frames_reproducibly(clip: str, tmp_path: Path) -> None:
     assert np.abs(vc.inputs[4].astype(int) - clean.inputs[4]).mean() > 1
     for a, b in zip(vc.inputs, vc_again.inputs, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_degrade_is_degrade_image_seeded_per_frame(clip: str, tmp_path: Path) -> None:
+    clean, degraded = Recorder(), Recorder()
+    sharpen_video(clip, tmp_path / "a.mp4", clean, VideoConfig(max_frames=3))
+    sharpen_video(clip, tmp_path / "b.mp4", degraded, VideoConfig(degrade="motion9", seed=5, max_frames=3))
+    for i, (frame, lq) in enumerate(zip(clean.inputs, degraded.inputs, strict=True)):
+        np.testing.assert_array_equal(lq, degrade_image(frame, "motion9", seed=5 + i))
 
 
 def test_unknown_degradation(clip: str, tmp_path: Path) -> None:

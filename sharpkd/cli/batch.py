@@ -12,12 +12,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from sharpkd.cli.common import add_model_args, load_sharpener, one_line
+from sharpkd.data import degrade_image, find_images
 from sharpkd.degrade import list_degradations
 from sharpkd.errors import SharpkdError
+from sharpkd.images import IMAGE_SUFFIXES, WRITABLE_SUFFIXES, read_image, write_image
 
 # What one bad input file can raise while it is read, sharpened and written; anything else is a bug and propagates.
 _ITEM_ERRORS = (SharpkdError, ValueError, OSError, RuntimeError, MemoryError)
-_WRITABLE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
 
 def _skip_reason(err: BaseException, path: Path) -> str:
@@ -29,19 +30,14 @@ def _skip_reason(err: BaseException, path: Path) -> str:
 def _batch_items(
     inputs: list[str], outdir: Path, suffix: str, keep_format: bool
 ) -> list[tuple[Path, Path | None, str]]:
-    """``(source, destination, error)`` per input file; folders expand recursively to their image files."""
-    from sharpkd.images import IMAGE_SUFFIXES
-
+    """``(source, destination, error)`` per input file; folders expand to their image files as training reads them
+    (:func:`sharpkd.data.find_images`), minus anything inside ``outdir``."""
     out_root = outdir.resolve()
     items: list[tuple[Path, Path | None, str]] = []
     for name in inputs:
         root = Path(name)
         if root.is_dir():
-            files = [
-                p
-                for p in sorted(root.rglob("*"))
-                if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and out_root not in p.resolve().parents
-            ]
+            files = [p for p in find_images(root) if out_root not in p.resolve().parents]
             if not files:
                 items.append((root, None, f"no image files ({', '.join(IMAGE_SUFFIXES)}) in this folder"))
             pairs = [(p, p.relative_to(root)) for p in files]
@@ -51,7 +47,7 @@ def _batch_items(
             items.append((root, None, "no such file or directory"))
             continue
         for src, rel in pairs:
-            ext = rel.suffix.lower() if keep_format and rel.suffix.lower() in _WRITABLE_SUFFIXES else ".png"
+            ext = rel.suffix.lower() if keep_format and rel.suffix.lower() in WRITABLE_SUFFIXES else ".png"
             items.append((src, outdir / rel.parent / f"{rel.stem}{suffix}{ext}", ""))
     return items
 
@@ -59,8 +55,6 @@ def _batch_items(
 def _run_batch(args: argparse.Namespace, process: Callable, desc: str) -> int:
     """Read each input, ``process`` it, write it under ``args.output``; one stderr line per failure."""
     from tqdm import tqdm
-
-    from sharpkd.images import read_image, write_image
 
     outdir = Path(args.output)
     items = _batch_items(args.inputs, outdir, args.suffix, args.keep_format)
@@ -90,8 +84,6 @@ def cmd_sharpen(args: argparse.Namespace) -> int:
 
 
 def cmd_degrade(args: argparse.Namespace) -> int:
-    from sharpkd.data import degrade_image
-
     if args.strength <= 0:
         raise ValueError(f"--strength must be > 0, got {args.strength}")
     if args.suffix is None:

@@ -7,7 +7,8 @@ import re
 import sys
 
 from sharpkd.errors import CheckpointError
-from sharpkd.runtime.sharpener import BACKENDS
+from sharpkd.runtime.backends import BACKENDS
+from sharpkd.runtime.sharpener import Sharpener, load
 
 # What a malformed checkpoint can raise beyond CheckpointError (a config that builds negative-size layers, a 'meta'
 # that is not a mapping, ...), so that a bad --model is one line, never a traceback.
@@ -25,10 +26,22 @@ def split_csv(text: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in text.split(",") if item.strip())
 
 
-def load_sharpener(name: str, backend: str = "torch", tile: int = 512, threads: int | None = None):
-    """``sharpkd.runtime.sharpener.load`` with any load failure turned into a one-line ``CheckpointError``."""
-    from sharpkd.runtime.sharpener import load
+def load_sharpener(name: str, backend: str = "torch", tile: int = 512, threads: int | None = None) -> Sharpener:
+    """:func:`sharpkd.load` with any load failure turned into a one-line ``CheckpointError``.
 
+    ``threads`` (``--threads``) is also set as torch's process-wide intra-op thread count: a command owns its
+    process, whereas the library never changes that setting (it only sizes the ONNX Runtime session).
+
+    Raises:
+        ValueError: ``threads`` below 1.
+        CheckpointError: the model cannot be loaded.
+    """
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {threads}")
+        import torch
+
+        torch.set_num_threads(threads)
     try:
         return load(name, backend=backend, tile=tile, threads=threads)
     except LOAD_ERRORS as err:

@@ -5,6 +5,7 @@ All blocks map ``(B, C, H, W) -> (B, C, H, W)`` unless their docstring says othe
 
 from __future__ import annotations
 
+import copy
 import functools
 from collections.abc import Callable
 
@@ -71,8 +72,106 @@ class SpatialAttention(nn.Module):
         return x * torch.sigmoid(self.conv(stats))
 
 
-def conv(c_in: int, c_out: int, kernel_size: int = 3, *, separable: bool = False, dilation: int = 1) -> nn.Module:
-    """A same-padded conv; ``separable=True`` gives depthwise ``k x k`` then pointwise ``1 x 1``."""
+# Fixed 3x3 edge filters of the re-parameterizable conv's edge branch (ECBSR, Zhang et al. 2021): Sobel x, Sobel y,
+# Laplacian. Each is applied after a learned 1x1 mix of the input channels, with a learned per-output scale.
+_EDGE_FILTERS = torch.tensor(
+    [
+        [[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]],
+        [[-1.0, -2.0, -1.0], [0.0, 0.0, 0.0], [1.0, 2.0, 1.0]],
+        [[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]],
+    ]
+)
+
+
+class RepConv(nn.Module):
+    """A 3x3 conv trained as a sum of branches and run as one plain 3x3 conv (structural re-parameterization).
+
+    Branches (RepVGG, Ding et al. 2021; ECBSR, Zhang et al. 2021): a 3x3 conv, a 1x1 conv, a 1x1 expansion to
+    ``expand * c_out`` channels followed by a 3x3 conv, Sobel-x/Sobel-y/Laplacian filters after 1x1 channel mixes,
+    and the identity (``identity=None``: when ``c_in == c_out``). Every branch is linear and bias-free except the
+    3x3, and all use zero padding, so their sum is exactly one 3x3 conv. :meth:`kernel` computes it and ``forward``
+    runs only that conv, in training too: the gradient reaching each branch is what it would be with the branches run
+    separately, and what the extra parameters change is how the optimizer moves the merged kernel. Export replaces
+    the block by :meth:`fuse` (see :func:`reparameterize`), so deployed graphs hold plain convs.
+
+    Shape:
+        ``(B, c_in, H, W) -> (B, c_out, H, W)``.
+    """
+
+    def __init__(self, c_in: int, c_out: int, expand: int = 2, identity: bool | None = None) -> None:
+        super().__init__()
+        identity = c_in == c_out if identity is None else identity
+        if identity and c_in != c_out:
+            raise ValueError(f"an identity branch needs c_in == c_out, got {c_in} and {c_out}")
+        ref = nn.Conv2d(c_in, c_out, 3, padding=1)  # borrow PyTorch's default init for the main branch
+        self.k3 = nn.Parameter(ref.weight.detach().clone())  # (c_out, c_in, 3, 3)
+        self.bias = nn.Parameter(ref.bias.detach().clone())  # (c_out,)
+        self.k1 = nn.Parameter(torch.zeros(c_out, c_in, 1, 1))
+        self.expand_in = nn.Parameter(nn.init.kaiming_uniform_(torch.empty(expand * c_out, c_in), a=5**0.5))
+        self.expand_out = nn.Parameter(torch.zeros(c_out, expand * c_out, 3, 3))
+        self.edge_mix = nn.Parameter(nn.init.kaiming_uniform_(torch.empty(3, c_out, c_in), a=5**0.5))
+        self.edge_scale = nn.Parameter(torch.zeros(3, c_out))
+        self.register_buffer("edge_filters", _EDGE_FILTERS.clone(), persistent=False)
+        eye = torch.zeros(c_out, c_in, 3, 3)
+        if identity:
+            eye[torch.arange(c_out), torch.arange(c_in), 1, 1] = 1.0
+        self.register_buffer("identity", eye, persistent=False)
+
+    def kernel(self) -> torch.Tensor:
+        """The merged ``(c_out, c_in, 3, 3)`` kernel (the bias is :attr:`bias`)."""
+        k = self.k3 + F.pad(self.k1, (1, 1, 1, 1)) + self.identity
+        k = k + torch.einsum("omhw,mi->oihw", self.expand_out, self.expand_in)
+        return k + torch.einsum("fo,foi,fhw->oihw", self.edge_scale, self.edge_mix, self.edge_filters)
+
+    def zero_(self) -> RepConv:
+        """Make the merged conv output exactly zero (for a residual head without identity branch)."""
+        assert not self.identity.any(), "a conv with an identity branch cannot output zero"
+        with torch.no_grad():
+            for p in (self.k3, self.bias, self.k1, self.expand_out, self.edge_scale):
+                p.zero_()
+        return self
+
+    def fuse(self) -> nn.Conv2d:
+        """The plain ``nn.Conv2d`` this block computes (for export: tracers need a kernel of known shape)."""
+        c_out, c_in = self.k3.shape[:2]
+        out = nn.Conv2d(c_in, c_out, 3, padding=1).to(self.k3)  # same device and dtype
+        with torch.no_grad():
+            out.weight.copy_(self.kernel())
+            out.bias.copy_(self.bias)
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.kernel(), self.bias, padding=1)
+
+
+def reparameterize(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` (eval mode) with every :class:`RepConv` replaced by the plain conv it computes; the
+    model itself is returned unchanged when it has none."""
+    if not any(isinstance(m, RepConv) for m in model.modules()):
+        return model
+    fused = copy.deepcopy(model).eval()
+    for parent in list(fused.modules()):
+        for name, child in parent.named_children():
+            if isinstance(child, RepConv):
+                setattr(parent, name, child.fuse())
+    return fused
+
+
+def conv(
+    c_in: int,
+    c_out: int,
+    kernel_size: int = 3,
+    *,
+    separable: bool = False,
+    dilation: int = 1,
+    rep: bool = False,
+) -> nn.Module:
+    """A same-padded conv; ``separable=True`` gives depthwise ``k x k`` then pointwise ``1 x 1``; ``rep=True`` a
+    :class:`RepConv` (3x3, undilated, not separable)."""
+    if rep:
+        if kernel_size != 3 or dilation != 1 or separable:
+            raise ValueError(f"rep convs are plain 3x3: got kernel {kernel_size}, dilation {dilation}, separable")
+        return RepConv(c_in, c_out)
     pad = dilation * (kernel_size // 2)
     if not separable or kernel_size == 1:
         return nn.Conv2d(c_in, c_out, kernel_size, padding=pad, dilation=dilation)
@@ -177,13 +276,20 @@ class ResBlock(nn.Module):
 
 def make_block(kind: str, channels: int, **kw) -> nn.Module:
     """Build one block by name: ``"naf"`` (:class:`NAFBlock`), ``"res"`` (:class:`ResBlock`, ``kw`` passed on) or
-    ``"conv"`` (one 3x3 conv and an activation, ``act``/``separable``/``dilation`` from ``kw``)."""
+    ``"conv"`` (one 3x3 conv and an activation, ``act``/``separable``/``dilation``/``rep`` from ``kw``)."""
     if kind == "naf":
         return NAFBlock(channels)
     if kind == "res":
         return ResBlock(channels, **kw)
     if kind == "conv":
-        c = conv(channels, channels, 3, separable=kw.get("separable", False), dilation=kw.get("dilation", 1))
+        c = conv(
+            channels,
+            channels,
+            3,
+            separable=kw.get("separable", False),
+            dilation=kw.get("dilation", 1),
+            rep=kw.get("rep", False),
+        )
         return nn.Sequential(c, make_act(kw.get("act", "relu")))
     raise ValueError(f"unknown block {kind!r}; known: naf, res, conv")
 

@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from sharpkd.models.blocks import UNetBody, make_act, pad_to_multiple, rgb_to_luma
+from sharpkd.models.blocks import RepConv, UNetBody, conv, make_act, pad_to_multiple, rgb_to_luma
 
 
 @dataclass
@@ -36,6 +36,7 @@ class StudentConfig:
     separable: bool = False  # depthwise-separable convs inside blocks
     refine: bool = False  # an extra conv + act after the body (the "refinement layer")
     output: str = "residual"  # "residual": input + r;  "sigmoid": sigmoid(logit(input) + r)
+    rep: bool = False  # train every 3x3 conv as a re-parameterizable RepConv (one plain conv at inference)
 
 
 class Student(nn.Module):
@@ -54,13 +55,17 @@ class Student(nn.Module):
             raise ValueError(f"output must be 'residual' or 'sigmoid', got {cfg.output!r}")
         if cfg.luma and cfg.output != "residual":
             raise ValueError("luma mode predicts a residual; use output='residual'")
+        if cfg.rep and (cfg.block != "conv" or cfg.separable or cfg.enc_blocks or cfg.middle_dilations):
+            raise ValueError("rep=True needs a plain stack of 'conv' blocks (no U-Net, separable or dilated convs)")
         self.cfg = cfg
         c_src = 1 if cfg.luma else 3
         c_in = c_src * cfg.unshuffle**2
         block_kw = {"act": cfg.act, "separable": cfg.separable}
         if cfg.block == "res":
             block_kw.update(norm=cfg.norm, attention=cfg.attention)
-        self.intro = nn.Sequential(nn.Conv2d(c_in, cfg.width, 3, padding=1), make_act(cfg.act))
+        if cfg.rep:
+            block_kw["rep"] = True
+        self.intro = nn.Sequential(conv(c_in, cfg.width, 3, rep=cfg.rep), make_act(cfg.act))
         self.body = UNetBody(
             cfg.width,
             tuple(cfg.enc_blocks),
@@ -72,15 +77,18 @@ class Student(nn.Module):
             **block_kw,
         )
         self.refine = (
-            nn.Sequential(nn.Conv2d(cfg.width, cfg.width, 3, padding=1), make_act(cfg.act))
+            nn.Sequential(conv(cfg.width, cfg.width, 3, rep=cfg.rep), make_act(cfg.act))
             if cfg.refine
             else nn.Identity()
         )
-        self.tail = nn.Conv2d(cfg.width, c_in, 3, padding=1)
         # Zero-init the residual head: a fresh student is the identity, so training starts from "do no harm"
         # instead of from a random residual that first has to be unlearned.
-        nn.init.zeros_(self.tail.weight)
-        nn.init.zeros_(self.tail.bias)
+        if cfg.rep:
+            self.tail = RepConv(cfg.width, c_in, identity=False).zero_()
+        else:
+            self.tail = nn.Conv2d(cfg.width, c_in, 3, padding=1)
+            nn.init.zeros_(self.tail.weight)
+            nn.init.zeros_(self.tail.bias)
         self.feature_channels = cfg.width
         self.stride = cfg.unshuffle * self.body.stride
         # instance norm needs more than one value per channel at the coarsest level, so tiny inputs get padded

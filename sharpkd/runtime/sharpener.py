@@ -8,16 +8,15 @@ Example:
 Two paths:
 
 * **luma fast path** (students with ``luma=True``, e.g. the real-time ``rt``): OpenCV computes luma on uint8, the
-  network (torch or ONNX Runtime) turns it into an int16 luma residual at full resolution, and OpenCV adds that
-  residual to R, G and B with saturation. No float RGB image is ever made. This is bit-exact with the eager model up
-  to float rounding (see :func:`sharpkd.models.blocks.rgb_to_luma`).
+  network (on a backend of :mod:`sharpkd.runtime.backends`: torch or ONNX Runtime) turns it into an int16 luma
+  residual at full resolution, and OpenCV adds that residual to R, G and B with saturation. No float RGB image is ever
+  made. This is bit-exact with the eager model up to float rounding (see :func:`sharpkd.models.blocks.rgb_to_luma`).
 * **tiled path** (everything else): the frame is cut into tiles with an overlap margin, each tile is reflect-padded to
   the network stride, restored, and its centre written back, so memory is bounded whatever the image size.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 import time
@@ -32,14 +31,13 @@ import torch.nn as nn
 from sharpkd.checkpoint import load_checkpoint
 from sharpkd.errors import CheckpointError
 from sharpkd.images import to_rgb_uint8
+from sharpkd.models.blocks import pad_to_multiple
+from sharpkd.runtime.backends import BACKENDS
+from sharpkd.runtime.classical import CLASSICAL
 
-log = logging.getLogger(__name__)
-
-BACKENDS = ("torch", "onnx")
 # Overlap around each tile. It must cover the receptive field, or tile seams show: measured (gradient support of one
 # output pixel) at the default configs, nafnet reaches 59 px, unet 47, sepunet 63, resattn 33, rescnn 18, conv4 4.
 TILE_MARGIN = 64
-CLASSICAL = {"unsharp": "OpenCV unsharp mask (Gaussian sigma 2, amount 1.0)", "input": "no processing"}
 
 
 def models_dir() -> Path:
@@ -79,14 +77,6 @@ def load_model(name_or_path: str | os.PathLike) -> nn.Module:
     return model
 
 
-def unsharp_mask(frame: np.ndarray, sigma: float = 2.0, amount: float = 1.0) -> np.ndarray:
-    """Classical baseline: ``frame + amount * (frame - GaussianBlur(frame, sigma))`` on uint8 with OpenCV."""
-    import cv2
-
-    blurred = cv2.GaussianBlur(frame, (0, 0), sigma)
-    return cv2.addWeighted(frame, 1.0 + amount, blurred, -amount, 0)
-
-
 def _check_frame(frame: Any) -> np.ndarray:
     if not isinstance(frame, np.ndarray):
         raise TypeError(f"sharpen expects an (H, W, 3) uint8 numpy array, got {type(frame).__name__}")
@@ -106,30 +96,6 @@ def _check_frame(frame: Any) -> np.ndarray:
     if min(frame.shape[:2]) < 1:
         raise ValueError(f"sharpen got an empty image of shape {frame.shape}")
     return np.ascontiguousarray(frame)
-
-
-class LumaDelta(nn.Module):
-    """The learned part of a luma student as an export-friendly graph: uint8 luma -> int16 luma residual.
-
-    Shape:
-        ``(1, 1, H, W)`` uint8 with H, W multiples of the student stride -> ``(1, 1, H, W)`` int16 in [-255, 255].
-    """
-
-    def __init__(self, student: nn.Module) -> None:
-        super().__init__()
-        self.student = student
-
-    def forward(self, luma: torch.Tensor) -> torch.Tensor:
-        r = self.student.predict_residual(luma.float() * (1.0 / 255.0))
-        return torch.round(r * 255.0).clamp(-255, 255).to(torch.int16)
-
-
-def _is_luma_student(model: nn.Module) -> bool:
-    return (
-        getattr(model, "kind", None) == "student"
-        and getattr(model.cfg, "luma", False)
-        and model.cfg.output == "residual"
-    )
 
 
 class _LumaBuffers(threading.local):
@@ -174,11 +140,26 @@ def _add_luma_delta(frame: np.ndarray, delta: np.ndarray, buffers: _LumaBuffers 
 class Sharpener:
     """A loaded restorer. Call :meth:`sharpen` on uint8 RGB frames.
 
-    Attributes:
-        name: what it was loaded from.
-        model: the ``nn.Module`` (``None`` for classical methods).
+    Args:
+        name: what it was loaded from; with ``model=None`` it names the classical method (a key of
+            :data:`~sharpkd.runtime.classical.CLASSICAL`).
+        model: the network, or ``None`` for a classical method.
         meta: provenance and metrics stored with the weights.
-        backend: ``"torch"`` or ``"onnx"``.
+        backend: a key of :data:`~sharpkd.runtime.backends.BACKENDS` (``"torch"``, ``"onnx"``); unused by classical
+            methods.
+        tile: tile side of the tiled path, at least 64 px.
+        threads: intra-op threads of the backend's own runtime (the ONNX Runtime session); the torch backend uses
+            torch's process-wide thread count, which the caller sets with ``torch.set_num_threads``.
+        onnx_path: run this exported graph instead of exporting ``model`` (``backend="onnx"`` only).
+
+    Raises:
+        ValueError: an unknown backend or classical method, or ``tile < 64``.
+
+    Attributes:
+        name, model, meta, tile, threads: as given.
+        backend: the backend's name, ``"torch"`` or ``"onnx"``.
+        luma: the model is a luma student and runs on the luma fast path.
+        tileable: the tiled path may cut the image into tiles (not for instance-norm models).
     """
 
     def __init__(
@@ -195,24 +176,21 @@ class Sharpener:
             raise ValueError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
         if tile < 64:
             raise ValueError(f"tile must be >= 64 px, got {tile}")
+        if model is None and name not in CLASSICAL:
+            raise ValueError(f"no model given and {name!r} is no classical method; known: {', '.join(CLASSICAL)}")
         self.name, self.model, self.meta, self.backend = name, model, meta or {}, backend
         self.tile = tile
         self.threads = threads
-        if threads is not None:
-            torch.set_num_threads(threads)
-        self._session = None
+        self._classical = CLASSICAL[name] if model is None else None
+        self._runner = BACKENDS[backend](model, threads=threads, onnx_path=onnx_path) if model is not None else None
         self._luma_buffers = _LumaBuffers()
-        self.luma = model is not None and _is_luma_student(model)
+        self.luma = self._runner is not None and self._runner.luma
         self.stride = getattr(model, "stride", 1) if model is not None else 1
         # instance norm normalizes with whole-input statistics, so a tile would not see the image's: never tile it
         self.tileable = not (
             isinstance(model, nn.Module)
             and any(isinstance(m, nn.modules.instancenorm._InstanceNorm) for m in model.modules())
         )
-        if model is not None and backend == "onnx":
-            from sharpkd.runtime.export import onnx_session
-
-            self._session = onnx_session(model, onnx_path, threads=threads)
 
     @property
     def kind(self) -> str:
@@ -235,8 +213,8 @@ class Sharpener:
             ValueError: wrong dtype or rank (the message names what was received).
         """
         frame = _check_frame(frame)
-        if self.model is None:
-            return unsharp_mask(frame) if self.name == "unsharp" else frame.copy()
+        if self._classical is not None:
+            return self._classical(frame)
         if self.luma:
             return self._sharpen_luma(frame)
         return self._sharpen_tiled(frame)
@@ -249,17 +227,14 @@ class Sharpener:
 
     # -- luma fast path ------------------------------------------------------------------------------------------
     def luma_delta(self, luma: np.ndarray) -> np.ndarray:
-        """uint8 ``(H, W)`` luma with H, W multiples of the stride -> int16 ``(H, W)`` residual."""
-        x = luma[None, None]
-        if self._session is not None:
-            return self._session.run(None, {"luma": x})[0][0, 0]
-        with torch.inference_mode():
-            return LumaDelta.forward(self._luma_module(), torch.from_numpy(x)).numpy()[0, 0]
+        """The luma student's residual (:meth:`~sharpkd.runtime.backends.Backend.run_luma` of the backend).
 
-    def _luma_module(self) -> LumaDelta:
-        if not hasattr(self, "_luma_wrapper"):
-            self._luma_wrapper = LumaDelta(self.model)
-        return self._luma_wrapper
+        Shape:
+            ``(H, W)`` uint8 with H, W multiples of the stride -> ``(H, W)`` int16.
+        """
+        if self._runner is None or not self.luma:
+            raise ValueError(f"luma_delta needs a luma student; {self.name!r} is a {self.kind} model")
+        return self._runner.run_luma(luma)
 
     def _sharpen_luma(self, frame: np.ndarray) -> np.ndarray:
         import cv2
@@ -275,15 +250,9 @@ class Sharpener:
 
     # -- tiled path ----------------------------------------------------------------------------------------------
     def _run_float(self, x: torch.Tensor) -> torch.Tensor:
-        from sharpkd.models.blocks import pad_to_multiple
-
+        assert self._runner is not None, "the float path needs a model"
         z, (H, W) = pad_to_multiple(x, self.stride, getattr(self.model, "min_size", 1))  # exported graphs don't pad
-        if self._session is not None and not self.luma:  # a luma student's graph is LumaDelta, not the full model
-            y = torch.from_numpy(self._session.run(None, {"image": z.numpy()})[0])
-        else:
-            with torch.inference_mode():
-                y = self.model(z)
-        return y[..., :H, :W]
+        return self._runner.run_image(z)[..., :H, :W]
 
     def sharpen_tensor(self, x: torch.Tensor) -> torch.Tensor:
         """Float path on a ``(1, 3, H, W)`` tensor in [0, 1] (tiled like :meth:`sharpen`), clamped to [0, 1]."""
@@ -324,14 +293,16 @@ def load(
         name_or_path: what to load.
         backend: ``"torch"`` or ``"onnx"`` (ONNX Runtime; the model is exported to ONNX in memory when loaded).
         tile: tile side for large images on the tiled path.
-        threads: fix the number of intra-op threads (torch and ONNX Runtime); ``None`` keeps the default.
+        threads: intra-op threads of the ONNX Runtime session (``None``: every core). It never changes torch's
+            process-wide thread count: call ``torch.set_num_threads`` for the torch backend.
 
     Raises:
         CheckpointError: unknown name, or a corrupt / unsafe / mismatched checkpoint.
         ValueError: unknown backend.
     """
     if str(name_or_path) in CLASSICAL:
-        return Sharpener(str(name_or_path), None, {"description": CLASSICAL[str(name_or_path)]}, "torch", tile)
+        method = CLASSICAL[str(name_or_path)]
+        return Sharpener(method.name, None, {"description": method.summary}, "torch", tile)
     path = resolve_checkpoint(name_or_path)
     model, meta = load_checkpoint(path)
     return Sharpener(str(name_or_path), model, meta, backend, tile, threads)

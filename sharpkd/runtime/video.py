@@ -2,8 +2,9 @@
 
 :func:`sharpen_video` reads frames with OpenCV, optionally degrades them first (to demo on sharp footage), hands each
 one to a ``sharpen`` callable, and writes the result, optionally next to its input and with the measured FPS drawn on.
-It returns a :class:`VideoReport` with the throughput and :func:`flicker_ratio`, a check that a per-frame model does
-not add temporal shimmer. :func:`synthesize_clip` writes a small moving test pattern for tests and docs.
+It returns a :class:`VideoReport` with the throughput and the :func:`~sharpkd.runtime.flicker.flicker_ratio`, a check
+that a per-frame model does not add temporal shimmer. :func:`synthesize_clip` writes a small moving test pattern for
+tests and docs.
 
 Frames cross the ``sharpen`` boundary as ``(H, W, 3)`` uint8 RGB arrays; OpenCV's BGR order stays inside this module.
 
@@ -22,17 +23,17 @@ import os
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
 
-from sharpkd.degrade import degrade as degrade_tensor
+from sharpkd.data import degrade_image
 from sharpkd.degrade import list_degradations
 from sharpkd.errors import VideoError
+from sharpkd.runtime.flicker import FlickerMeter
 
 logger = logging.getLogger(__name__)
 
@@ -65,88 +66,8 @@ class VideoReport:
     input_fps: float  # the source's declared frame rate; 30 when it declares none (typical for cameras)
     processing_fps: float  # frames / seconds spent inside sharpen() alone
     end_to_end_fps: float  # frames / wall seconds including decode, degrade, sharpen, drawing and encode
-    flicker_ratio: float  # see flicker_ratio(); nan with fewer than 2 frames or a static input
+    flicker_ratio: float  # see sharpkd.runtime.flicker.flicker_ratio(); nan with fewer than 2 frames or a static input
     output: str  # path of the written video
-
-
-class FlickerMeter:
-    """Streaming accumulator behind :func:`flicker_ratio`: feed ``(input, output)`` frame pairs in order.
-
-    Keeps only the previous pair, so it runs alongside a live stream in constant memory.
-    """
-
-    def __init__(self) -> None:
-        self._prev: tuple[np.ndarray, np.ndarray] | None = None
-        self._input_change = 0.0  # sum over consecutive pairs of mean |in_t - in_{t-1}|
-        self._output_change = 0.0  # same for the outputs
-        self.pairs = 0  # consecutive frame pairs seen (frames - 1)
-
-    def update(self, inp: np.ndarray, out: np.ndarray) -> None:
-        """Add the next frame: ``inp`` is what the model was given, ``out`` what it returned (any equal shapes)."""
-        # copies, because a caller may reuse its frame buffers
-        inp, out = np.array(inp, copy=True), np.array(out, copy=True)
-        if self._prev is not None:
-            prev_in, prev_out = self._prev
-            if inp.shape != prev_in.shape or out.shape != prev_out.shape:
-                raise ValueError(
-                    f"frame shapes must stay constant, got input {prev_in.shape} -> {inp.shape} "
-                    f"and output {prev_out.shape} -> {out.shape}"
-                )
-            self._input_change += _mean_abs_diff(inp, prev_in)
-            self._output_change += _mean_abs_diff(out, prev_out)
-            self.pairs += 1
-        self._prev = (inp, out)
-
-    @property
-    def ratio(self) -> float:
-        """Output change over input change; ``nan`` until two frames arrived or while the input is static."""
-        if self.pairs == 0 or self._input_change == 0.0:
-            return math.nan
-        return self._output_change / self._input_change
-
-
-def _mean_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
-    # float64 so uint8 frames neither wrap around nor lose precision
-    return float(np.mean(np.abs(a.astype(np.float64) - b.astype(np.float64))))
-
-
-def flicker_ratio(inputs: Iterable[np.ndarray], outputs: Iterable[np.ndarray]) -> float:
-    """How much a per-frame model changes the frame-to-frame difference of a video.
-
-    ``mean_t |out_t - out_{t-1}| / mean_t |in_t - in_{t-1}|`` over consecutive frames. ``1.0`` means the output moves
-    exactly as much as its input (an identity model); above 1 the model adds temporal shimmer (noise or detail that is
-    re-invented differently each frame); below 1 it smooths motion or noise away. Both means use the same number of
-    pairs, so the ratio of sums equals the ratio of means.
-
-    Args:
-        inputs: the frames given to the model, in order, e.g. ``(H, W, 3)`` uint8 arrays.
-        outputs: the model's outputs for the same frames, same length; the two shapes may differ, but each must stay
-            constant along its sequence.
-
-    Returns:
-        The ratio, or ``nan`` when it is undefined: fewer than 2 frames, or a static input (no change to compare to).
-
-    Raises:
-        ValueError: ``inputs`` and ``outputs`` differ in length, or a frame's shape changes along a sequence.
-
-    Example:
-        >>> frames = [np.full((4, 4, 3), v, np.uint8) for v in (0, 10, 20)]
-        >>> flicker_ratio(frames, frames)
-        1.0
-    """
-    meter = FlickerMeter()
-    sentinel = object()
-    in_iter, out_iter = iter(inputs), iter(outputs)
-    count = 0
-    while True:
-        inp, out = next(in_iter, sentinel), next(out_iter, sentinel)
-        if inp is sentinel or out is sentinel:
-            if inp is not out:
-                longer = "inputs" if out is sentinel else "outputs"
-                raise ValueError(f"inputs and outputs must have the same length; {longer} has more than {count}")
-            return meter.ratio
-        meter.update(inp, out)
-        count += 1
 
 
 def synthesize_clip(
@@ -193,7 +114,7 @@ def sharpen_video(
     source: str | os.PathLike | int,
     output: str | os.PathLike,
     sharpen: Callable[[np.ndarray], np.ndarray],
-    cfg: VideoConfig = VideoConfig(),
+    cfg: VideoConfig | None = None,
     *,
     progress: Callable[[int, int | None], None] | None = None,
 ) -> VideoReport:
@@ -208,7 +129,7 @@ def sharpen_video(
         source: a video file path, or an ``int`` camera index (``0`` is the default webcam).
         output: the video to write; its extension must suit ``cfg.codec``. Missing parent folders are created.
         sharpen: maps an ``(H, W, 3)`` uint8 RGB frame to an ``(H, W, 3)`` uint8 RGB frame of the same shape.
-        cfg: the options, see :class:`VideoConfig`.
+        cfg: the options, see :class:`VideoConfig`; ``None`` means the defaults.
         progress: called as ``progress(done, total)`` after each written frame; ``total`` is the source's frame count
             (capped by ``cfg.max_frames``) or ``None`` when unknown, as for cameras. Drives e.g. a tqdm bar.
 
@@ -226,6 +147,7 @@ def sharpen_video(
     Example:
         >>> sharpen_video("call.mp4", "call_sharp.mp4", my_sharpen, VideoConfig(side_by_side=True, fps_overlay=True))
     """
+    cfg = VideoConfig() if cfg is None else cfg
     _check_config(cfg)
     out_path = Path(output)
     if not isinstance(source, int) and Path(source).resolve() == out_path.resolve():
@@ -249,7 +171,7 @@ def sharpen_video(
         while ok and (cfg.max_frames is None or done < cfg.max_frames):
             lq = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)  # (H, W, 3) uint8 RGB
             if cfg.degrade is not None:
-                lq = _degrade_frame(lq, cfg.degrade, cfg.seed + done)
+                lq = degrade_image(lq, cfg.degrade, cfg.seed + done)
 
             tick = time.perf_counter()
             pred = sharpen(lq)
@@ -347,12 +269,6 @@ def _open_writer(path: Path, codec: str, fps: float, size: tuple[int, int]) -> c
             "(is the folder writable, and does the extension suit the codec, e.g. mp4v -> .mp4, MJPG -> .avi?)"
         )
     return writer
-
-
-def _degrade_frame(rgb: np.ndarray, name: str, seed: int) -> np.ndarray:
-    x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255.0  # (1, 3, H, W)
-    x = degrade_tensor(x, name, generator=torch.Generator().manual_seed(seed))
-    return (x[0].permute(1, 2, 0) * 255.0).round().clamp(0, 255).to(torch.uint8).numpy()  # (H, W, 3)
 
 
 def _check_frame(pred: object, shape: tuple[int, ...]) -> None:

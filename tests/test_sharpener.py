@@ -1,4 +1,5 @@
-"""Inference: loading by name, input validation, any frame size, tiling against the whole image, the luma fast path."""
+"""Sharpener: loading by name, input validation, any frame size, tiling against the whole image, the luma fast path,
+the backend and classical-method registries."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from sharpkd.checkpoint import save_checkpoint
 from sharpkd.data import to_tensor, to_uint8
 from sharpkd.errors import CheckpointError
 from sharpkd.models import build_model
-from sharpkd.runtime.sharpener import TILE_MARGIN, Sharpener, list_pretrained, load, models_dir, restore, unsharp_mask
+from sharpkd.runtime.backends import BACKENDS, Backend, OnnxBackend, TorchBackend, is_luma_student
+from sharpkd.runtime.classical import CLASSICAL, register_classical, unsharp_mask
+from sharpkd.runtime.sharpener import TILE_MARGIN, Sharpener, list_pretrained, load, models_dir, restore
 
 cv2 = pytest.importorskip("cv2")
 
@@ -259,3 +262,84 @@ def test_timed_sharpen_returns_output_and_time(sharpeners: dict[str, Sharpener])
     frame = _frame(16, 16)
     out, ms = sharpener.timed_sharpen(frame)
     assert np.array_equal(out, sharpener.sharpen(frame)) and ms >= 0.0
+
+
+def test_backend_registry_names_its_classes() -> None:
+    assert list(BACKENDS) == ["torch", "onnx"]
+    assert BACKENDS["torch"] is TorchBackend and BACKENDS["onnx"] is OnnxBackend
+    for name, cls in BACKENDS.items():
+        assert issubclass(cls, Backend) and cls.name == name
+
+
+def test_a_new_backend_is_one_class_in_the_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Inverted(TorchBackend):
+        name = "inverted"
+
+        def run_image(self, x: torch.Tensor) -> torch.Tensor:
+            return 1.0 - super().run_image(x)
+
+    monkeypatch.setitem(BACKENDS, "inverted", Inverted)
+    torch.manual_seed(0)
+    model = build_model("conv4", width=4).eval()
+    frame = _frame(19, 23)
+    out = Sharpener("conv4", model, backend="inverted").sharpen(frame)
+    ref = Sharpener("conv4", model).sharpen(frame)
+    assert np.abs(out.astype(int) - (255 - ref.astype(int))).max() <= 1
+
+
+def test_torch_backend_refuses_an_onnx_path(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="onnx_path is for the ONNX backend"):
+        Sharpener("conv4", build_model("conv4", width=4), onnx_path=tmp_path / "x.onnx")
+
+
+def test_threads_never_change_torch_threads() -> None:
+    saved = torch.get_num_threads()
+    sharpener = Sharpener("rt", build_model("rt", width=4).eval(), threads=saved + 1)
+    sharpener.sharpen(_frame(16, 16))
+    assert torch.get_num_threads() == saved and sharpener.threads == saved + 1
+
+
+def test_is_luma_student() -> None:
+    assert is_luma_student(build_model("rt", width=4))
+    assert not is_luma_student(build_model("conv4", width=4))
+    assert not is_luma_student(build_model("nafnet", width=8, enc_blocks=(1,), dec_blocks=(1,), middle_blocks=1))
+
+
+def test_luma_delta_needs_a_luma_student(sharpeners: dict[str, Sharpener]) -> None:
+    delta = sharpeners["student"].luma_delta(np.zeros((16, 16), np.uint8))
+    assert delta.shape == (16, 16) and delta.dtype == np.int16
+    for name, kind in (("conv4", "student"), ("unsharp", "classical")):
+        with pytest.raises(ValueError, match=f"luma_delta needs a luma student; .*{name}.* is a {kind} model"):
+            sharpeners[name].luma_delta(np.zeros((16, 16), np.uint8))
+
+
+def test_classical_registry() -> None:
+    assert list(CLASSICAL) == ["unsharp", "input"]
+    unsharp = CLASSICAL["unsharp"]
+    assert unsharp.fn is unsharp_mask and unsharp.engine == "opencv"
+    assert unsharp.settings == {"sigma": 2.0, "amount": 1.0}  # read from unsharp_mask's own defaults
+    assert unsharp.summary == "OpenCV unsharp mask (sigma 2, amount 1)"
+    assert CLASSICAL["input"].settings == {} and CLASSICAL["input"].summary == "no processing"
+    assert load("unsharp").meta["description"] == unsharp.summary
+
+
+def test_a_classical_method_is_one_registration() -> None:
+    @register_classical("invert", "photographic negative")
+    def invert(frame: np.ndarray, offset: int = 255) -> np.ndarray:
+        return (offset - frame).astype(np.uint8)
+
+    try:
+        frame = _frame(12, 20)
+        sharpener = load("invert")
+        assert sharpener.kind == "classical" and sharpener.model is None
+        assert sharpener.meta["description"] == "photographic negative (offset 255)"
+        assert np.array_equal(sharpener.sharpen(frame), 255 - frame)
+        with pytest.raises(ValueError, match="classical method 'invert' is already registered"):
+            register_classical("invert", "again")(invert)
+    finally:
+        CLASSICAL.pop("invert")
+
+
+def test_no_model_needs_a_classical_name() -> None:
+    with pytest.raises(ValueError, match="no model given and 'sharpest' is no classical method; known: unsharp, input"):
+        Sharpener("sharpest", None)

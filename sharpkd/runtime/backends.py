@@ -1,0 +1,222 @@
+"""Backends: what runs a network inside a :class:`~sharpkd.runtime.sharpener.Sharpener`.
+
+A backend wraps one ``nn.Module`` and offers the two calls the Sharpener needs:
+
+* :meth:`Backend.run_luma` for luma students (:func:`is_luma_student`): uint8 luma in, int16 luma residual out, the
+  graph :class:`LumaDelta`;
+* :meth:`Backend.run_image` for everything else: a float ``(1, 3, H, W)`` image already padded to the model stride.
+
+Backends are chosen by name from :data:`BACKENDS`: ``"torch"`` runs the module eagerly, ``"onnx"`` exports it to an
+ONNX graph in memory (:func:`export_onnx_bytes`) and runs that with ONNX Runtime. A new backend (an int8-quantized
+ONNX graph, say) is one more :class:`Backend` subclass added to :data:`BACKENDS`; an ONNX variant only overrides
+:meth:`OnnxBackend.build_graph`.
+
+Example:
+    >>> backend = BACKENDS["onnx"](model, threads=2)       # doctest: +SKIP
+    >>> y = backend.run_image(torch.rand(1, 3, 64, 64))    # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import abc
+import io
+import os
+import warnings
+from pathlib import Path
+from typing import Any, ClassVar, NamedTuple
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from sharpkd.models.blocks import reparameterize
+
+OPSET = 17  # ONNX opset of every exported graph
+
+
+class LumaDelta(nn.Module):
+    """The learned part of a luma student as an export-friendly graph: uint8 luma -> int16 luma residual.
+
+    Shape:
+        ``(1, 1, H, W)`` uint8 with H, W multiples of the student stride -> ``(1, 1, H, W)`` int16 in [-255, 255].
+    """
+
+    def __init__(self, student: nn.Module) -> None:
+        super().__init__()
+        self.student = student
+
+    def forward(self, luma: torch.Tensor) -> torch.Tensor:
+        r = self.student.predict_residual(luma.float() * (1.0 / 255.0))
+        return torch.round(r * 255.0).clamp(-255, 255).to(torch.int16)
+
+
+def is_luma_student(model: nn.Module) -> bool:
+    """Whether ``model`` is a student that predicts a luma residual (``luma=True, output="residual"``).
+
+    Such a model runs as :class:`LumaDelta` (uint8 luma in, int16 residual out) on every backend and in exports.
+    """
+    return (
+        getattr(model, "kind", None) == "student"
+        and bool(getattr(model.cfg, "luma", False))
+        and model.cfg.output == "residual"
+    )
+
+
+class GraphSpec(NamedTuple):
+    """What to trace or export for a model: the graph, an example input, and the input's name."""
+
+    module: nn.Module  # LumaDelta(model) for a luma student, else the model itself (eval mode)
+    example: tuple[torch.Tensor, ...]  # (1, 1, 8s, 8s) uint8 luma or (1, 3, 8s, 8s) float, s = the model stride
+    input_name: str  # "luma" or "image"
+
+
+def graph_spec(model: nn.Module) -> GraphSpec:
+    """The graph that exports of ``model`` contain (ONNX here, TorchScript in :mod:`sharpkd.runtime.export`).
+
+    Re-parameterizable blocks are merged into plain convs first (:func:`sharpkd.models.blocks.reparameterize`).
+    """
+    model = reparameterize(model)
+    side = 8 * max(1, getattr(model, "stride", 1))
+    if is_luma_student(model):
+        return GraphSpec(LumaDelta(model).eval(), (torch.zeros(1, 1, side, side, dtype=torch.uint8),), "luma")
+    return GraphSpec(model.eval(), (torch.rand(1, 3, side, side),), "image")
+
+
+def export_onnx_bytes(model: nn.Module) -> bytes:
+    """Serialize ``model`` to an ONNX graph (opset 17, dynamic H and W) in memory and return its bytes.
+
+    Luma students export :class:`LumaDelta` (input ``"luma"``), other models their float forward (input ``"image"``,
+    to be padded to the model stride by the caller: exported graphs do not pad).
+    """
+    spec = graph_spec(model)
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about shape-dependent Python branches
+        torch.onnx.export(
+            spec.module,
+            spec.example,
+            buf,
+            input_names=[spec.input_name],
+            output_names=["output"],
+            dynamic_axes={spec.input_name: {2: "height", 3: "width"}, "output": {2: "height", 3: "width"}},
+            opset_version=OPSET,
+            dynamo=False,
+        )
+    return buf.getvalue()
+
+
+def onnx_session(graph: bytes, threads: int | None = None) -> Any:
+    """An ONNX Runtime CPU session (``onnxruntime.InferenceSession``) for a serialized graph.
+
+    Args:
+        graph: the ONNX file's bytes, e.g. from :func:`export_onnx_bytes`.
+        threads: intra-op threads of this session only; ``None`` uses every CPU core.
+
+    Raises:
+        ImportError: onnxruntime is not installed (``pip install onnxruntime``).
+    """
+    try:
+        import onnxruntime as ort
+    except ImportError as err:
+        raise ImportError("the ONNX backend needs onnxruntime: pip install onnxruntime") from err
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads or os.cpu_count() or 1
+    opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(graph, opts, providers=["CPUExecutionProvider"])
+
+
+class Backend(abc.ABC):
+    """Runs one network for a Sharpener; subclasses register in :data:`BACKENDS` under their :attr:`name`.
+
+    Every registered class is built as ``cls(model, threads=threads, onnx_path=onnx_path)``:
+
+    * ``model``: the network (eval mode);
+    * ``threads``: intra-op threads of the backend's own runtime, where it has one (ONNX Runtime). A backend never
+      changes process-wide settings such as ``torch.set_num_threads``: callers that want those set them;
+    * ``onnx_path``: a previously exported graph to run instead of exporting ``model`` (ONNX backends only).
+
+    Attributes:
+        luma: ``model`` is a luma student: call :meth:`run_luma`, not :meth:`run_image`.
+    """
+
+    name: ClassVar[str]
+
+    def __init__(self, model: nn.Module, *, threads: int | None = None) -> None:
+        self.model = model
+        self.threads = threads
+        self.luma = is_luma_student(model)
+
+    @abc.abstractmethod
+    def run_luma(self, luma: np.ndarray) -> np.ndarray:
+        """The luma residual of a luma student.
+
+        Shape:
+            ``(H, W)`` uint8, H and W multiples of the model stride -> ``(H, W)`` int16 in [-255, 255].
+        """
+
+    @abc.abstractmethod
+    def run_image(self, x: torch.Tensor) -> torch.Tensor:
+        """The model's float output, unclamped.
+
+        Shape:
+            ``(1, 3, H, W)`` float in [0, 1], H and W padded to the model stride -> ``(1, 3, H, W)`` float.
+        """
+
+
+class TorchBackend(Backend):
+    """Eager PyTorch under ``torch.inference_mode``; uses torch's process-wide thread pool as the caller set it."""
+
+    name = "torch"
+
+    def __init__(
+        self, model: nn.Module, *, threads: int | None = None, onnx_path: str | os.PathLike | None = None
+    ) -> None:
+        if onnx_path is not None:
+            raise ValueError(f"onnx_path is for the ONNX backend; the torch backend runs the module, got {onnx_path!r}")
+        super().__init__(model, threads=threads)
+        self._luma_graph = LumaDelta(model) if self.luma else None
+
+    def run_luma(self, luma: np.ndarray) -> np.ndarray:
+        assert self._luma_graph is not None, "run_luma needs a luma student"
+        with torch.inference_mode():
+            return self._luma_graph(torch.from_numpy(luma[None, None])).numpy()[0, 0]
+
+    def run_image(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return self.model(x)
+
+
+class OnnxBackend(Backend):
+    """ONNX Runtime on the CPU, on the graph of :meth:`build_graph` (or the file at ``onnx_path``).
+
+    A luma student's graph is :class:`LumaDelta`, not its float forward, so :meth:`run_image` runs such a model
+    eagerly (only :meth:`~sharpkd.runtime.sharpener.Sharpener.sharpen_tensor` asks for that).
+    """
+
+    name = "onnx"
+
+    def __init__(
+        self, model: nn.Module, *, threads: int | None = None, onnx_path: str | os.PathLike | None = None
+    ) -> None:
+        super().__init__(model, threads=threads)
+        graph = Path(onnx_path).read_bytes() if onnx_path is not None else self.build_graph(model)
+        self.session = onnx_session(graph, threads)
+        self._eager = TorchBackend(model) if self.luma else None
+
+    def build_graph(self, model: nn.Module) -> bytes:
+        """The serialized graph this backend runs; a quantizing variant overrides this."""
+        return export_onnx_bytes(model)
+
+    def run_luma(self, luma: np.ndarray) -> np.ndarray:
+        assert self.luma, "run_luma needs a luma student"
+        return self.session.run(None, {"luma": luma[None, None]})[0][0, 0]
+
+    def run_image(self, x: torch.Tensor) -> torch.Tensor:
+        if self._eager is not None:
+            return self._eager.run_image(x)
+        return torch.from_numpy(self.session.run(None, {"image": x.numpy()})[0])
+
+
+# name -> backend class; Sharpener(backend=name) and every --backend option choose from these keys
+BACKENDS: dict[str, type[Backend]] = {cls.name: cls for cls in (TorchBackend, OnnxBackend)}
