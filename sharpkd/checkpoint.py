@@ -8,7 +8,6 @@ renamed into place, so an interrupted save never destroys the previous checkpoin
 
 from __future__ import annotations
 
-import math
 import os
 import pickle
 import zipfile
@@ -24,19 +23,37 @@ from sharpkd.models import model_config, model_from_config
 FORMAT = "sharpkd-1"
 
 
-def _atomic_save(obj: Any, path: Path) -> None:
+def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save(obj)`` to a temporary file beside ``path``, then rename it into place (creating the folder).
+
+    A failed or interrupted write leaves the previous file at ``path`` intact; the rename is atomic on POSIX and
+    Windows. Returns ``path``.
+    """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
+    try:
+        torch.save(obj, tmp)
+    except BaseException:  # also KeyboardInterrupt: never leave a half-written temporary file behind
+        tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, path)
+    return path
+
+
+def checkpoint_dict(model: nn.Module, *, meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The dict a checkpoint file holds: ``{"format", "kind", "config", "model", "meta"}``, weights on the CPU.
+
+    Files that carry more (the resumable ``last.pt`` of :mod:`sharpkd.training.state`) start from this dict, so every
+    sharpkd file loads with :func:`load_checkpoint`.
+    """
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    return {"format": FORMAT, **model_config(model), "model": state, "meta": meta or {}}
 
 
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, *, meta: dict[str, Any] | None = None) -> Path:
     """Write ``model``'s config and weights (plus ``meta`` provenance) to ``path`` atomically."""
-    path = Path(path)
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    _atomic_save({"format": FORMAT, **model_config(model), "model": state, "meta": meta or {}}, path)
-    return path
+    return atomic_save(checkpoint_dict(model, meta=meta), path)
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
@@ -117,11 +134,18 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]
         model = model_from_config(ckpt["kind"], dict(ckpt["config"]))
     except (ValueError, TypeError) as err:
         raise CheckpointError(f"{path}: cannot build the stored architecture: {err}") from err
-    _load_state(path, model, ckpt["model"])
+    load_weights(path, model, ckpt["model"])
     return model.eval(), dict(ckpt.get("meta") or {})
 
 
-def _load_state(path: Path, model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+def load_weights(path: str | os.PathLike, model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Load ``state``, the ``"model"`` entry read from ``path``, into ``model`` strictly.
+
+    Raises:
+        CheckpointError: ``state`` is not a dict of finite tensors, or does not match ``model``'s architecture (the
+            message names ``path``).
+    """
+    path = Path(path)
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: 'model' is a {type(state).__name__}, not a state dict")
     _check_finite(path, state)
@@ -138,55 +162,5 @@ def load_state_into(path: str | os.PathLike, model: nn.Module) -> dict[str, Any]
     """Load the weights in ``path`` into an existing ``model`` of the same architecture; returns ``meta``."""
     path = Path(path)
     ckpt = read_checkpoint(path)
-    _load_state(path, model, ckpt["model"])
+    load_weights(path, model, ckpt["model"])
     return dict(ckpt.get("meta") or {})
-
-
-def save_training_state(
-    path: str | os.PathLike,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    loss_fn: nn.Module,
-    state: dict[str, Any],
-    *,
-    meta: dict[str, Any] | None = None,
-) -> Path:
-    """A resumable checkpoint: the model checkpoint plus optimizer, loss adapters, loop state and RNG state."""
-    path = Path(path)
-    obj = {
-        "format": FORMAT,
-        **model_config(model),
-        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "meta": meta or {},
-        "optimizer": optimizer.state_dict(),
-        "loss": loss_fn.state_dict(),
-        "loop": {k: state[k] for k in ("step", "best_psnr", "history", "lr_scale", "stale")},
-        "rng": torch.get_rng_state(),
-    }
-    _atomic_save(obj, path)
-    return path
-
-
-def load_training_state(
-    path: str | os.PathLike, model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: nn.Module, device
-) -> dict[str, Any]:
-    """Restore what :func:`save_training_state` wrote into ``model``/``optimizer``/``loss_fn``; returns loop state."""
-    path = Path(path)
-    ckpt = read_checkpoint(path)
-    _load_state(path, model, ckpt["model"])
-    if "optimizer" not in ckpt or "loop" not in ckpt:
-        raise CheckpointError(f"{path} is a weights-only checkpoint; it cannot resume training")
-    try:
-        optimizer.load_state_dict(ckpt["optimizer"])
-        loss_fn.load_state_dict(ckpt["loss"])
-    except (ValueError, RuntimeError, KeyError) as err:
-        raise CheckpointError(f"{path}: optimizer/loss state does not match this run: {err}") from err
-    for group in optimizer.state.values():
-        for k, v in group.items():
-            if isinstance(v, torch.Tensor):
-                group[k] = v.to(device)
-    if "rng" in ckpt:
-        torch.set_rng_state(ckpt["rng"])
-    loop = dict(ckpt["loop"])
-    loop["best_psnr"] = float(loop["best_psnr"]) if not math.isnan(float(loop["best_psnr"])) else -math.inf
-    return loop

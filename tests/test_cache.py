@@ -52,3 +52,32 @@ def test_cache_rejects_bad_input(pairs):
         cache_teacher_outputs(build_model("rt", width=8), pairs, size=0)
     with pytest.raises(ValueError, match="shapes differ"):
         TeacherCache(torch.zeros(2, 3, 8, 8), torch.zeros(2, 3, 8, 8), torch.zeros(2, 3, 4, 4))
+
+
+class _Triples(torch.utils.data.Dataset):
+    """(lq, gt, something) triples that are not a TeacherCache: the third tensor must not pass for teacher output."""
+
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, i: int):
+        x = torch.full((3, 16, 16), i / 4)
+        return x, x, x
+
+
+def test_only_a_teacher_cache_stands_in_for_the_teacher():
+    with pytest.raises(ValueError, match="include distillation terms but no teacher was given"):
+        fit(
+            TrainConfig(steps=1, batch_size=2, val_every=0, losses="l1=1,kd=1"),
+            None,
+            build_model("rt", width=8),
+            _Triples(),
+        )
+    cache = TeacherCache(torch.rand(4, 3, 16, 16), torch.rand(4, 3, 16, 16), torch.rand(4, 3, 16, 16))
+    with pytest.raises(ValueError, match="include feature distillation but no teacher was given"):
+        fit(
+            TrainConfig(steps=1, batch_size=2, val_every=0, losses="l1=1,feat=1"),
+            None,
+            build_model("rt", width=8),
+            cache,
+        )

@@ -19,7 +19,9 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from sharpkd.data import EvalImages
 from sharpkd.models import build_model
-from sharpkd.training.loop import Callback, TrainConfig, _batches, fit
+from sharpkd.training.callbacks import Callback
+from sharpkd.training.distributed import rank_batches
+from sharpkd.training.loop import TrainConfig, fit
 
 STEPS, STOP_AT, BATCH = 6, 3, 4
 ATOL = 1e-5  # DDP averages per-rank gradients; float32 summation order is the only difference from one process
@@ -146,12 +148,12 @@ def test_batches_match_distributed_sampler():
                 sampler.set_epoch(epoch)
                 loader = DataLoader(data, 4 // world, sampler=sampler, drop_last=True)
                 expected += [lq.flatten().tolist() for lq, _ in loader]
-            ours = _batches(data, 4, 7, rank, world, start_step=0)
+            ours = rank_batches(data, 4, 7, rank, world, start_step=0)
             assert [next(ours)[0].flatten().tolist() for _ in expected] == expected
-            resumed = _batches(data, 4, 7, rank, world, start_step=3)  # mid-epoch 1: skips indices, same batches
+            resumed = rank_batches(data, 4, 7, rank, world, start_step=3)  # mid-epoch 1: skips indices, same batches
             assert [next(resumed)[0].flatten().tolist() for _ in expected[3:]] == expected[3:]
     # The two ranks' batches are the halves of the one-process global batch, whatever the world size.
-    one, r0, r1 = (_batches(data, 4, 7, r, w, 0) for r, w in ((0, 1), (0, 2), (1, 2)))
+    one, r0, r1 = (rank_batches(data, 4, 7, r, w, 0) for r, w in ((0, 1), (0, 2), (1, 2)))
     for _ in range(5):
         assert sorted(next(one)[0].flatten().tolist()) == sorted(
             next(r0)[0].flatten().tolist() + next(r1)[0].flatten().tolist()
@@ -240,3 +242,25 @@ def test_two_processes_match_one_and_resume_across_world_sizes(tmp_path, referen
     torch.manual_seed(0)
     build_model("nafnet", width=8, enc_blocks=(1,), dec_blocks=(1,), middle_blocks=1)
     assert _max_diff(build_model("rt", width=8).state_dict(), ref["model"]) > 1000 * ATOL
+
+
+def _ema_worker(rank: int, tmp: Path, port: int) -> None:
+    torch.set_num_threads(1)
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", RANK=str(rank))
+    os.environ["LOCAL_RANK"] = str(rank)
+    student, result, losses = _run(tmp / "ema-two", ema_decay=0.5, val_every=0)
+    torch.save(_summary(student, result, losses), tmp / f"ema{rank}.pt")
+
+
+def test_two_processes_keep_the_same_ema(tmp_path):
+    student, _, _ = _run(tmp_path / "ema-one", ema_decay=0.5, val_every=0)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    _launch(_ema_worker, (tmp_path, port))
+    r0, r1 = _load(tmp_path / "ema0.pt"), _load(tmp_path / "ema1.pt")
+    assert _max_diff(r0["state"], r1["state"]) == 0.0  # every rank ends on the same EMA
+    assert _max_diff(r0["state"], student.state_dict()) < ATOL  # and it is one process's EMA
+    last = _load(tmp_path / "ema-two" / "last.pt")
+    assert _max_diff(last["ema"], r0["state"]) == 0.0
+    assert _max_diff(last["model"], r0["state"]) > 100 * ATOL  # the raw weights are not the EMA

@@ -14,6 +14,7 @@ from sharpkd.app.jobs import JobConfig, TrainingJob, loss_spec
 from sharpkd.checkpoint import load_checkpoint
 from sharpkd.errors import DatasetError
 from sharpkd.models import build_model
+from sharpkd.training.loop import TrainConfig
 
 WAIT_S = 300  # generous: the machine may be busy; a healthy tiny run takes a few seconds
 
@@ -154,3 +155,33 @@ def test_job_uses_the_built_in_photos_by_default(teacher):
     job = TrainingJob(tiny_config(), teacher)
     assert job.data.names == ["a", "b"]  # the (patched) built-in sample photos
     assert job.name == "my-rt"
+
+
+def test_job_leaves_the_global_rng_alone(teacher, photo):
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    job = TrainingJob(tiny_config(seed=3), teacher, [photo])
+    assert torch.equal(torch.get_rng_state(), before)
+    # the student's init comes from the job's seed, whatever the caller's RNG is doing
+    torch.manual_seed(999)
+    again = TrainingJob(tiny_config(seed=3), teacher, [photo])
+    other = TrainingJob(tiny_config(seed=4), teacher, [photo])
+    weights, same, different = (j.student.state_dict() for j in (job, again, other))
+    assert all(torch.equal(weights[k], same[k]) for k in weights)
+    assert any(not torch.equal(weights[k], different[k]) for k in weights)
+
+
+def test_job_training_settings_come_from_its_config(teacher, photo):
+    job = TrainingJob(tiny_config(), teacher, [photo], name="mine")
+    train = job.train_cfg
+    assert (train.steps, train.batch_size, train.val_every, train.losses) == (4, 2, 2, "l1=1,kd=0.5")
+    assert train.warmup_steps == 1  # warm-up capped at a fifth of the steps (at least 1)
+    assert (train.out_dir, train.device, train.resume) == (None, "cpu", False)
+    assert train.meta == {"job": "mine", "preset": "rt", "degradation": "presets"}
+    # what a job does not set is TrainConfig's default
+    assert (train.grad_clip, train.ema_decay, train.weight_decay) == (
+        TrainConfig().grad_clip,
+        TrainConfig().ema_decay,
+        TrainConfig().weight_decay,
+    )
+    assert JobConfig().seed == TrainConfig().seed

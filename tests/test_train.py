@@ -13,7 +13,9 @@ import torch.nn as nn
 from sharpkd.checkpoint import load_checkpoint
 from sharpkd.data import EvalImages, SyntheticPairs, sample_images
 from sharpkd.models import build_model
-from sharpkd.training.loop import Callback, TrainConfig, fit
+from sharpkd.training.callbacks import Callback
+from sharpkd.training.loop import TrainConfig, fit
+from sharpkd.training.validation import evaluate_tensor_fn
 
 
 @pytest.fixture(scope="module")
@@ -171,3 +173,121 @@ def test_batch_larger_than_dataset_raises() -> None:
     tiny = SyntheticPairs([np.full((16, 16, 3), 128, np.uint8)], patch_size=16, degradation="gauss1.5", repeats=1)
     with pytest.raises(ValueError, match="the dataset has 1 samples, fewer than batch_size 2"):
         fit(_cfg(), None, _student(), tiny)
+
+
+def _ema_by_hand(weights: list[dict[str, torch.Tensor]], decay: float) -> dict[str, torch.Tensor]:
+    """``e_0 = w_0``, then ``e_k = decay * e_(k-1) + (1 - decay) * w_k`` for every later entry of ``weights``."""
+    ema = {k: v.clone() for k, v in weights[0].items()}
+    for w in weights[1:]:
+        ema = {k: decay * ema[k] + (1 - decay) * w[k] for k in ema}
+    return ema
+
+
+class WeightRecorder(Callback):
+    """The student's weights after every step (with the initial ones first)."""
+
+    def __init__(self, student: nn.Module) -> None:
+        self.student, self.weights = student, [_weights(student)]
+
+    def on_step(self, step: int, logs: dict[str, float]) -> None:
+        self.weights.append(_weights(self.student))
+
+
+def _close(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_ema_weights_are_validated_and_saved(tmp_path: Path, data: SyntheticPairs, val: EvalImages) -> None:
+    student = _student()
+    rec = WeightRecorder(student)
+    cfg = _cfg(steps=3, val_every=3, ema_decay=0.5, out_dir=str(tmp_path))
+    result = fit(cfg, None, student, data, val=val, callbacks=[rec])
+    expected = _ema_by_hand(rec.weights, 0.5)
+    best, meta = load_checkpoint(tmp_path / "best.pt")
+    last = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert _close(best.state_dict(), expected) and _close(last["ema"], expected)
+    assert _close(last["model"], rec.weights[-1])  # last.pt resumes from the raw weights
+    assert not _close(best.state_dict(), rec.weights[-1])  # and they differ from the EMA
+    assert _close(student.state_dict(), expected)  # fit() leaves the student holding best.pt
+    # validation scored the EMA weights
+    psnr = evaluate_tensor_fn(best, val)["mean"]["psnr"]
+    assert result.history[0]["mean/psnr"] == pytest.approx(psnr, abs=1e-4)
+    assert meta["val"]["mean"]["psnr"] == result.best_psnr == result.history[0]["mean/psnr"]
+
+
+def test_ema_without_validation_ends_on_the_ema(data: SyntheticPairs) -> None:
+    student = _student()
+    rec = WeightRecorder(student)
+    fit(_cfg(steps=3, ema_decay=0.9), None, student, data, callbacks=[rec])
+    assert _close(student.state_dict(), _ema_by_hand(rec.weights, 0.9))
+
+
+def test_resume_keeps_the_ema(tmp_path: Path, data: SyntheticPairs) -> None:
+    straight = _student()
+    fit(_cfg(steps=5, ema_decay=0.7, out_dir=str(tmp_path / "a")), None, straight, data)
+    cfg = _cfg(steps=5, ema_decay=0.7, out_dir=str(tmp_path / "b"))
+    fit(cfg, None, _student(), data, callbacks=[Recorder(cancel_at=2)])
+    assert torch.load(tmp_path / "b" / "last.pt", weights_only=True)["loop"]["step"] == 2
+    resumed = _student(seed=7)
+    fit(cfg, None, resumed, data)
+    a, b = (torch.load(tmp_path / d / "last.pt", weights_only=True) for d in ("a", "b"))
+    assert _close(a["ema"], b["ema"]) and _close(a["model"], b["model"])
+    assert _close(resumed.state_dict(), a["ema"])
+
+
+def test_resume_without_an_ema_starts_it_from_the_resumed_weights(tmp_path: Path, data: SyntheticPairs) -> None:
+    fit(_cfg(steps=2, out_dir=str(tmp_path)), None, _student(), data)
+    w2 = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert "ema" not in w2
+    student = _student()
+    rec = WeightRecorder(student)
+    fit(_cfg(steps=4, ema_decay=0.5, out_dir=str(tmp_path)), None, student, data, callbacks=[rec])
+    expected = _ema_by_hand([w2["model"], *rec.weights[1:]], 0.5)  # rec.weights[0] is the unused fresh init
+    assert _close(torch.load(tmp_path / "last.pt", weights_only=True)["ema"], expected)
+
+
+def test_resume_from_a_last_pt_written_the_old_way(tmp_path: Path, data: SyntheticPairs) -> None:
+    """A last.pt as the code before sharpkd.training.state wrote it (the dict built literally), resumed exactly."""
+    straight = _student()
+    fit(_cfg(steps=5, out_dir=str(tmp_path / "a")), None, straight, data)
+    fit(_cfg(steps=5, out_dir=str(tmp_path / "b")), None, _student(), data, callbacks=[Recorder(cancel_at=3)])
+    new = torch.load(tmp_path / "b" / "last.pt", weights_only=True)
+    old = {
+        "format": "sharpkd-1",
+        "kind": new["kind"],
+        "config": new["config"],
+        "model": new["model"],
+        "meta": new["meta"],
+        "optimizer": new["optimizer"],
+        "loss": new["loss"],
+        "loop": {"step": 3, "best_psnr": -float("inf"), "history": [], "lr_scale": 1.0, "stale": 0},
+        "rng": new["rng"],
+    }
+    assert set(old) == set(new)  # the new writer has not grown keys this test would miss
+    torch.save(old, tmp_path / "b" / "last.pt")
+    resumed, rec = _student(seed=5), Recorder()
+    result = fit(_cfg(steps=5, out_dir=str(tmp_path / "b")), None, resumed, data, callbacks=[rec])
+    assert result.steps == 5 and [s["step"] for s in rec.steps] == [4, 5]
+    assert _close(resumed.state_dict(), straight.state_dict())
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        (dict(steps=0), r"TrainConfig.steps must be >= 1, got 0"),
+        (dict(batch_size=0), r"batch_size must be >= 1, got 0"),
+        (dict(ema_decay=1.0), r"ema_decay must be in \[0, 1\), got 1.0"),
+        (dict(ema_decay=-0.1), r"ema_decay must be in \[0, 1\)"),
+        (dict(lr=-1e-3), r"lr must be >= 0"),
+        (dict(amp="fp16"), r"amp must be one of \('auto', 'bf16', 'off'\), got 'fp16'"),
+        (dict(losses="l1=1,l9=2"), r"unknown loss terms \['l9'\]"),
+    ],
+)
+def test_train_config_rejects_bad_values(kw: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        TrainConfig(**kw)
+
+
+def test_feature_distillation_without_teacher_raises(data: SyntheticPairs) -> None:
+    with pytest.raises(ValueError, match="include feature distillation but no teacher was given"):
+        fit(_cfg(losses="l1=1,feat=0.1"), None, build_model("rt", width=8), data)

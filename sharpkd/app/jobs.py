@@ -2,8 +2,7 @@
 
 The app's Train page starts a :class:`TrainingJob` and reruns while it trains; each rerun reads
 :meth:`TrainingJob.snapshot` and draws it. The job wraps :func:`~sharpkd.training.loop.fit` with a callback that records
-the loss
-and validation history and checks a cancel flag, so nothing here depends on the UI (no Streamlit import).
+the loss and validation history and checks a cancel flag, so nothing here depends on the UI (no Streamlit import).
 
 Example:
     >>> job = TrainingJob(JobConfig(steps=300), teacher=sharpkd.load("teacher").model).start()  # doctest: +SKIP
@@ -30,10 +29,11 @@ import torch.nn as nn
 
 from sharpkd.checkpoint import save_checkpoint
 from sharpkd.data import EvalImages, SyntheticPairs, sample_images
-from sharpkd.losses import LOSS_NAMES, TEACHER_LOSSES, parse_weights
+from sharpkd.losses import parse_weights
 from sharpkd.models import build_model, list_models
 from sharpkd.runtime.sharpener import Sharpener
-from sharpkd.training.loop import Callback, TrainConfig, fit
+from sharpkd.training.callbacks import Callback
+from sharpkd.training.loop import TrainConfig, check_losses, fit
 from sharpkd.training.validation import evaluate_tensor_fn
 
 log = logging.getLogger(__name__)
@@ -43,21 +43,41 @@ JOB_STATES: tuple[str, ...] = ("pending", "running", "done", "failed", "cancelle
 
 @dataclass
 class JobConfig:
-    """A short distillation run. The defaults finish in about a minute on 2 CPU cores and raise validation PSNR."""
+    """A short distillation run. The defaults finish in about a minute on 2 CPU cores and raise validation PSNR.
+
+    The training fields whose defaults differ from :class:`~sharpkd.training.loop.TrainConfig`'s (a long run's) say
+    why; the rest are read from it.
+    """
 
     student: str = "conv4"  # student preset from sharpkd.models.list_models("student")
-    steps: int = 300  # optimizer steps
-    batch_size: int = 4  # patches per step: small, so each step (and the teacher forward in it) is quick
+    steps: int = 300  # optimizer steps: a minute's worth, not a long run's TrainConfig.steps
+    batch_size: int = 4  # patches per step: smaller than TrainConfig's, so each step (and its teacher forward) is quick
     patch_size: int = 48  # training crop side in pixels
     losses: str = "l1=1,kd=0.5"  # "name=weight,..." (see sharpkd.losses); kd/feat need a teacher
     degradation: str = "presets"  # training degradation; "presets" matches the validation suite
-    lr: float = 2e-3  # peak learning rate: higher than a long run's, there are only a few hundred steps
-    warmup_steps: int = 20  # linear warm-up before the cosine decay
-    val_every: int = 50  # validate every N steps (and at step 0 and at the end)
+    lr: float = 2e-3  # peak learning rate: higher than TrainConfig's, there are only a few hundred steps
+    warmup_steps: int = 20  # linear warm-up before the cosine decay (capped at a fifth of the steps)
+    val_every: int = 50  # validate every N steps (and at step 0 and at the end): often, for a live curve
     val_images: tuple[str, ...] = ("astronaut", "coffee", "chelsea")  # built-in photos used for validation
     val_max_side: int = 128  # validation images are downscaled to this side, so a validation takes ~1 s
-    seed: int = 0  # model init, data order and degradations
+    seed: int = TrainConfig.seed  # model init, data order and degradations
     overrides: dict[str, Any] = field(default_factory=dict)  # student config overrides, e.g. {"width": 8}
+
+    def train_config(self, meta: dict[str, Any]) -> TrainConfig:
+        """The :func:`~sharpkd.training.loop.fit` settings of this job: in memory only (no out_dir), on the CPU."""
+        return TrainConfig(
+            steps=self.steps,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            warmup_steps=min(self.warmup_steps, max(1, self.steps // 5)),
+            losses=self.losses,
+            val_every=self.val_every,
+            out_dir=None,
+            seed=self.seed,
+            device="cpu",
+            resume=False,
+            meta=meta,
+        )
 
 
 @dataclass(frozen=True)
@@ -98,16 +118,15 @@ def loss_spec(weights: Mapping[str, float]) -> str:
         >>> loss_spec({"l1": 1.0, "kd": 0.5, "feat": 0.0})
         'l1=1,kd=0.5'
     """
-    unknown = sorted(set(weights) - set(LOSS_NAMES))
-    if unknown:
-        raise ValueError(f"unknown loss terms {unknown}; known: {', '.join(LOSS_NAMES)}")
-    negative = {k: w for k, w in weights.items() if w < 0}
-    if negative:
-        raise ValueError(f"loss weights must be >= 0, got {negative}")
-    spec = ",".join(f"{name}={w:g}" for name, w in weights.items() if w > 0)
-    if not spec:
-        raise ValueError(f"at least one loss weight must be positive, got {dict(weights)}")
-    return spec
+    return ",".join(f"{name}={w:g}" for name, w in parse_weights(dict(weights)).items())
+
+
+def _seeded_student(cfg: JobConfig) -> nn.Module:
+    """The untrained student, initialised from ``cfg.seed``. The seed applies inside ``fork_rng``, so the caller's
+    global random stream is the same afterwards (building a job has no side effect on it)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        return build_model(cfg.student, **cfg.overrides)
 
 
 class _Recorder(Callback):
@@ -140,7 +159,8 @@ class TrainingJob:
 
     Raises:
         ValueError: unknown student preset or degradation, bad loss weights, distillation terms without a teacher,
-            or no training photo at least ``patch_size`` on its shorter side.
+            steps or batch size below 1 (as ``TrainConfig`` checks them), or no training photo at least
+            ``patch_size`` on its shorter side.
     """
 
     def __init__(
@@ -154,11 +174,9 @@ class TrainingJob:
     ) -> None:
         if cfg.student not in list_models("student"):
             raise ValueError(f"unknown student {cfg.student!r}; known: {', '.join(list_models('student'))}")
-        if cfg.steps < 1 or cfg.batch_size < 1:
-            raise ValueError(f"steps and batch_size must be >= 1, got {cfg.steps} and {cfg.batch_size}")
-        weights = parse_weights(cfg.losses)
-        if teacher is None and set(weights) & set(TEACHER_LOSSES):
-            raise ValueError(f"losses {cfg.losses!r} include distillation terms (kd, feat) but there is no teacher")
+        self.name = name or f"my-{cfg.student}"
+        self.train_cfg = cfg.train_config({"job": self.name, "preset": cfg.student, "degradation": cfg.degradation})
+        check_losses(cfg.losses, has_teacher=teacher is not None)
         if images is None:
             samples = sample_images()
             images, names = list(samples.values()), list(samples)
@@ -169,10 +187,8 @@ class TrainingJob:
         self.val = EvalImages(sample_images(cfg.val_images), max_side=cfg.val_max_side)
         self.cfg = cfg
         self.teacher = teacher
-        self.name = name or f"my-{cfg.student}"
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
-        torch.manual_seed(cfg.seed)
-        self.student = build_model(cfg.student, **cfg.overrides)
+        self.student = _seeded_student(cfg)
         self._lock = threading.Lock()
         self._cancel = threading.Event()
         self._thread: threading.Thread | None = None
@@ -272,20 +288,7 @@ class TrainingJob:
             self._val.append(row)
 
     def _run(self) -> None:
-        cfg = self.cfg
-        train_cfg = TrainConfig(
-            steps=cfg.steps,
-            batch_size=cfg.batch_size,
-            lr=cfg.lr,
-            warmup_steps=min(cfg.warmup_steps, max(1, cfg.steps // 5)),
-            losses=cfg.losses,
-            val_every=cfg.val_every,
-            out_dir=None,
-            seed=cfg.seed,
-            device="cpu",
-            resume=False,
-            meta={"job": self.name, "preset": cfg.student, "degradation": cfg.degradation},
-        )
+        cfg, train_cfg = self.cfg, self.train_cfg
         try:
             # fit() validates only after training steps; score the untrained student so the curve has a start.
             self.student.eval()

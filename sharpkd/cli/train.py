@@ -11,11 +11,15 @@ from pathlib import Path
 from sharpkd.cli.common import LOAD_ERRORS, one_line
 from sharpkd.errors import CheckpointError
 
+# distill's --losses default. train-teacher's is TrainConfig.losses (ground truth only); a student also learns from
+# the teacher's output and features.
+DISTILL_LOSSES = "l1=1,kd=1,feat=0.1"
+
 
 def _progress_callback(total: int, desc: str):
     from tqdm import tqdm
 
-    from sharpkd.training.loop import Callback
+    from sharpkd.training.callbacks import Callback
 
     class Bar(Callback):
         def __init__(self) -> None:
@@ -36,25 +40,36 @@ def _progress_callback(total: int, desc: str):
 
 
 def _add_train_args(p: argparse.ArgumentParser, default_losses: str) -> None:
+    """The flags train-teacher and distill share; the training defaults come from ``TrainConfig``."""
+    from sharpkd.training.loop import TrainConfig
+
+    d = TrainConfig()
     p.add_argument("--data", default="samples", help="folder of sharp images, or 'samples' (built-in photos)")
     p.add_argument("--paired", action="store_true", help="--data is a GoPro-style blur/sharp folder")
     p.add_argument("--val", default=None, help="folder of sharp validation images (default: built-in samples)")
     p.add_argument("--val-max-side", type=int, default=256, help="downscale validation images to this side")
     p.add_argument("--degradation", default="mix+presets", help="training degradation: mix, presets, mix+presets")
     p.add_argument("--out", required=True, help="output folder (last.pt, best.pt, metrics.jsonl)")
-    p.add_argument("--steps", type=int, default=2000)
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--steps", type=int, default=d.steps)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--patch-size", type=int, default=96)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--warmup", type=int, default=100)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--warmup", type=int, default=d.warmup_steps)
     p.add_argument("--losses", default=default_losses, help=f"name=weight,... (default {default_losses})")
-    p.add_argument("--vgg-weights", default=None, help="torchvision VGG19 state dict for the 'vgg' loss")
-    p.add_argument("--val-every", type=int, default=250)
-    p.add_argument("--early-stop", type=int, default=0)
+    p.add_argument("--vgg-weights", default=d.vgg_weights, help="torchvision VGG19 state dict for the 'vgg' loss")
+    p.add_argument("--val-every", type=int, default=d.val_every, help="validate and write last.pt every N steps")
+    p.add_argument("--early-stop", type=int, default=d.early_stop)
     p.add_argument("--plateau", action="store_true")
-    p.add_argument("--max-minutes", type=float, default=0.0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
+    p.add_argument(
+        "--ema",
+        type=float,
+        default=d.ema_decay,
+        metavar="DECAY",
+        help="keep an EMA of the weights with this decay (e.g. 0.999) and validate/save it; 0 = off",
+    )
+    p.add_argument("--max-minutes", type=float, default=d.max_minutes)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--device", default=d.device)
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="model config override")
     p.add_argument("--no-resume", action="store_true", help="start over even if OUT/last.pt exists")
     p.add_argument("--init", default=None, help="start from these weights (shipped name or checkpoint path)")
@@ -116,7 +131,8 @@ def _train(args: argparse.Namespace, teacher) -> int:
         val_every=args.val_every,
         early_stop=args.early_stop,
         plateau=args.plateau,
-        ckpt_every=args.val_every,
+        ema_decay=args.ema,
+        ckpt_every=args.val_every,  # the CLI writes last.pt at every validation
         out_dir=args.out,
         seed=args.seed,
         device=args.device,
@@ -203,15 +219,17 @@ def cmd_distill(args: argparse.Namespace) -> int:
 # -- parser ------------------------------------------------------------------------------------------------------------
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Add the ``train-teacher`` and ``distill`` subcommands to ``sub``."""
+    from sharpkd.training.loop import TrainConfig
+
     p = sub.add_parser("train-teacher", help="train a teacher on sharp images degraded on the fly")
     p.add_argument("--model", default="nafnet", help="teacher preset (nafnet, unet, rescnn)")
-    _add_train_args(p, "l1=1")
+    _add_train_args(p, TrainConfig.losses)
     p.set_defaults(func=cmd_train_teacher)
 
     p = sub.add_parser("distill", help="distill a student from a trained teacher")
     p.add_argument("--teacher", default="teacher", help="shipped model name or checkpoint path")
     p.add_argument("--model", default="rt", help="student preset (rt, conv4, resattn, sepunet)")
-    _add_train_args(p, "l1=1,kd=1,feat=0.1")
+    _add_train_args(p, DISTILL_LOSSES)
     p.add_argument(
         "--cache-teacher",
         type=int,

@@ -20,6 +20,7 @@ import torch
 import torch.nn as nn
 from torch.utils.data import Dataset
 
+from sharpkd.checkpoint import atomic_save
 from sharpkd.errors import CheckpointError
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,9 @@ log = logging.getLogger(__name__)
 
 class TeacherCache(Dataset):
     """A pool of ``(lq, gt, teacher_pred)`` triples of ``(3, P, P)`` tensors stored as float16 (half the memory).
+
+    :func:`~sharpkd.training.loop.fit` recognises this type and takes ``teacher_pred`` from it instead of running the
+    teacher (unless the losses include ``feat``: features are not cached).
 
     Shape:
         each item: three ``(3, P, P)`` float32 tensors in [0, 1] (``teacher_pred`` clamped).
@@ -86,12 +90,7 @@ def cache_teacher_outputs(
 
 def save_cache(path: str | os.PathLike, cache: TeacherCache, meta: dict[str, Any]) -> Path:
     """Write a cache (float16 tensors) with ``meta`` describing how it was made; atomic rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"lq": cache.lq, "gt": cache.gt, "teacher_pred": cache.teacher_pred, "meta": meta}, tmp)
-    os.replace(tmp, path)
-    return path
+    return atomic_save({"lq": cache.lq, "gt": cache.gt, "teacher_pred": cache.teacher_pred, "meta": meta}, path)
 
 
 def load_cache(path: str | os.PathLike, meta: dict[str, Any]) -> TeacherCache | None:

@@ -1,6 +1,6 @@
 """Validation: PSNR/SSIM of a restorer on whole images for each named degradation, beside the degraded input.
 
-Works on tensors (used by the training loop) via :func:`evaluate_tensor_fn`; ``reporting.cards.evaluate_models``
+Works on tensors (used by the training loop) via :func:`evaluate_tensor_fn`; ``reporting.evaluate.evaluate_models``
 builds the uint8 end-to-end table that the CLI and model cards print.
 """
 

@@ -1,0 +1,43 @@
+"""sharpkd.cli.train: train-teacher / distill flags take their defaults from TrainConfig; --ema reaches fit()."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from sharpkd.checkpoint import load_checkpoint
+from sharpkd.cli import build_parser, main
+from sharpkd.cli.train import DISTILL_LOSSES
+from sharpkd.training.loop import TrainConfig
+
+
+@pytest.mark.parametrize("command", ["train-teacher", "distill"])
+def test_defaults_are_train_configs(command: str) -> None:
+    args = build_parser().parse_args([command, "--out", "runs/x"])
+    d = TrainConfig()
+    got = (args.steps, args.batch_size, args.lr, args.warmup, args.val_every, args.early_stop, args.ema, args.seed)
+    assert got == (d.steps, d.batch_size, d.lr, d.warmup_steps, d.val_every, d.early_stop, d.ema_decay, d.seed)
+    assert (args.max_minutes, args.device, args.vgg_weights, args.plateau) == (d.max_minutes, d.device, None, False)
+    assert args.losses == (d.losses if command == "train-teacher" else DISTILL_LOSSES)
+    assert build_parser().parse_args([command, "--out", "x", "--ema", "0.999"]).ema == 0.999
+
+
+def test_train_teacher_with_ema(tmp_path: Path, photo: np.ndarray) -> None:
+    (tmp_path / "photos").mkdir()
+    Image.fromarray(photo[:48, :64]).save(tmp_path / "photos" / "a.png")
+    out = tmp_path / "run"
+    photos = str(tmp_path / "photos")
+    tiny = "--set width=8 --set enc_blocks=[1] --set dec_blocks=[1] --set middle_blocks=1".split()
+    run = "--patch-size 16 --steps 2 --batch-size 2 --val-every 2 --warmup 1 --val-max-side 32 --device cpu".split()
+    argv = ["train-teacher", "--data", photos, "--val", photos, *run, *tiny, "--ema", "0.5", "--out", str(out)]
+    assert main(argv) == 0
+    last = torch.load(out / "last.pt", weights_only=True)
+    final, meta = load_checkpoint(out / "final.pt")
+    assert meta["steps"] == 2 and last["meta"]["train"]["ema_decay"] == 0.5
+    assert all(torch.equal(final.state_dict()[k], v) for k, v in last["ema"].items())  # final.pt holds the EMA
+    assert any(not torch.equal(last["model"][k], v) for k, v in last["ema"].items())
+    assert main([*argv[:-4], "--ema", "1.5", "--out", str(tmp_path / "bad")]) == 2  # rejected, not clamped
