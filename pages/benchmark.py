@@ -7,6 +7,7 @@ import streamlit as st
 
 import sharpkd
 import sharpkd.app.compare
+import sharpkd.reporting.catalog
 from pages import trained_models
 from sharpkd.errors import SharpkdError
 
@@ -109,7 +110,7 @@ else:
     st.info("Choose models and frame sizes, then press **Measure**.")
 
 st.subheader("Quality against speed, from the model cards")
-points = sharpkd.app.compare.quality_speed_points()
+points = sharpkd.reporting.catalog.quality_speed_points()
 if points:
     st.plotly_chart(quality_speed_chart(points), key="bench_scatter")
 else:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-import sharpkd.app.compare
+import sharpkd.reporting.catalog
 
 st.title("sharpkd: sharper video calls, in real time, on a CPU")
 st.markdown(
@@ -40,13 +40,13 @@ st.page_link(
 st.markdown("- Time the models on this machine at a few frame sizes, and compare all models' quality and speed.")
 
 st.subheader("Shipped models")
-rows = sharpkd.app.compare.model_cards_table()
+rows = sharpkd.reporting.catalog.model_cards_table()
 if rows:
     st.dataframe(rows, hide_index=True, key="home_cards")
     st.caption("PSNR/SSIM: mean over the four evaluation degradations. Speed: 1080p frames on the reference CPU.")
 else:
     st.info("No model cards (models/*.json) yet: the trained models and their cards have not been shipped.")
-readme = sharpkd.app.compare.models_readme()
+readme = sharpkd.reporting.catalog.models_readme()
 if readme:
     with st.expander("How the models were trained (models/README.md)"):
         st.markdown(readme)

@@ -1,10 +1,9 @@
-"""sharpkd.app.compare and sharpkd.app.wipe: the library behind the app's Compare, Benchmark and Home pages."""
+"""sharpkd.app.compare and sharpkd.app.wipe: the library behind the app's Compare and Benchmark pages."""
 
 from __future__ import annotations
 
 import base64
 import io
-import json
 import re
 
 import numpy as np
@@ -18,15 +17,11 @@ from sharpkd.app.compare import (
     ORIGINAL,
     compare,
     measure_latency,
-    model_cards,
-    model_cards_table,
-    models_readme,
-    quality_speed_points,
     zoom_crop,
 )
 from sharpkd.app.wipe import wipe_view
 from sharpkd.data import degrade_image, to_tensor
-from sharpkd.runtime.sharpener import unsharp_mask
+from sharpkd.runtime.classical import unsharp_mask
 
 
 @pytest.fixture
@@ -184,49 +179,6 @@ def test_wipe_view_downscales_wide_images():
 def test_wipe_view_rejects_bad_arguments(before, after, start):
     with pytest.raises(ValueError):
         wipe_view(before, after, start=start)
-
-
-CARD = {
-    "name": "student",
-    "kind": "student",
-    "preset": "rt",
-    "parameters": 5000,
-    "macs_1080p": 1.2e9,
-    "metrics": {"vc": {"psnr": 28.5, "ssim": 0.8}, "mean": {"psnr": 29.0, "ssim": 0.85}},
-    "speed": {"1080p_p50_ms": 20.0, "fps": 50.0},
-}
-
-
-def test_model_cards_table_reads_cards_and_skips_broken_ones(tmp_path):
-    (tmp_path / "student.json").write_text(json.dumps(CARD))
-    (tmp_path / "teacher.json").write_text(json.dumps({"kind": "teacher", "metrics": {"mean": {"psnr": 31.0}}}))
-    (tmp_path / "broken.json").write_text("{not json")
-    (tmp_path / "list.json").write_text("[1, 2]")
-
-    assert [c["name"] for c in model_cards(tmp_path)] == ["student", "teacher"]
-    rows = {row["model"]: row for row in model_cards_table(tmp_path)}
-    assert set(rows) == {"student", "teacher"}
-    student = rows["student"]
-    assert student["GMAC/frame (1080p)"] == 1.2 and student["PSNR (mean)"] == 29.0 and student["FPS"] == 50.0
-    assert student["PSNR vc"] == 28.5 and student["PSNR downup2"] is None
-    assert rows["teacher"]["ms/frame (1080p, p50)"] is None and rows["teacher"]["PSNR (mean)"] == 31.0
-
-    points = quality_speed_points(tmp_path)  # the teacher has no speed, so it is not plotted
-    assert [(p["model"], p["psnr"], p["fps"]) for p in points] == [("student", 29.0, 50.0)]
-
-
-def test_quality_speed_points_derive_fps_from_ms(tmp_path):
-    card = dict(CARD, speed={"1080p_p50_ms": 40.0})
-    (tmp_path / "student.json").write_text(json.dumps(card))
-    assert quality_speed_points(tmp_path)[0]["fps"] == pytest.approx(25.0)
-
-
-def test_model_cards_absent(tmp_path, monkeypatch):
-    monkeypatch.setenv("SHARPKD_MODELS", str(tmp_path / "missing"))
-    assert model_cards() == [] and model_cards_table() == [] and quality_speed_points() == []
-    assert models_readme() is None
-    (tmp_path / "README.md").write_text("# Models\n")
-    assert models_readme(tmp_path) == "# Models\n"
 
 
 def test_measure_latency_rows(tiny_models_dir):

@@ -1,9 +1,9 @@
-"""Side-by-side comparison of restorers on one photo, latency sweeps, and the model cards, for the app and notebooks.
+"""Side-by-side comparison of restorers on one photo, and latency sweeps, for the app and notebooks.
 
 :func:`compare` degrades a sharp photo with a named preset (or takes an already blurry one as is), runs every model on
 it, and scores each output: PSNR/SSIM against the sharp original when there is one, the no-reference sharpness score
-always. :func:`measure_latency` times models over frame sizes (through :mod:`sharpkd.reporting.benchmark`), and
-:func:`model_cards` reads ``models/<name>.json``.
+always. :func:`measure_latency` times models over frame sizes (through :mod:`sharpkd.reporting.benchmark`). The model
+cards (``models/<name>.json``) are read by :mod:`sharpkd.reporting.catalog`.
 
 Images are ``(H, W, 3)`` uint8 RGB here, as in :mod:`sharpkd.runtime`; metrics convert to ``(1, 3, H, W)`` floats.
 
@@ -16,13 +16,10 @@ Example:
 
 from __future__ import annotations
 
-import json
-import logging
 import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,9 +28,7 @@ from sharpkd.data import degrade_image, to_tensor
 from sharpkd.degrade import PRESETS
 from sharpkd.images import encode_image
 from sharpkd.metrics import psnr, sharpness, ssim
-from sharpkd.runtime.sharpener import Sharpener, models_dir
-
-log = logging.getLogger(__name__)
+from sharpkd.runtime.sharpener import Sharpener
 
 ORIGINAL = "original"  # panel: the sharp photo (only when a degradation was synthesized)
 INPUT = "input"  # panel: what the models see (the degraded photo, or the user's already blurry one)
@@ -252,96 +247,3 @@ def measure_latency(
                 }
             )
     return rows
-
-
-def model_cards(directory: str | os.PathLike | None = None) -> list[dict[str, Any]]:
-    """The model cards ``<directory>/<name>.json`` (default ``models_dir()``), sorted by name.
-
-    Unreadable or non-object JSON files are skipped with a warning; a missing folder gives ``[]``.
-    """
-    d = Path(directory) if directory is not None else models_dir()
-    cards = []
-    for path in sorted(d.glob("*.json")) if d.is_dir() else []:
-        try:
-            card = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-            log.warning("skipping model card %s: %s", path, err)
-            continue
-        if not isinstance(card, dict):
-            log.warning("skipping model card %s: expected a JSON object, got %s", path, type(card).__name__)
-            continue
-        card.setdefault("name", path.stem)
-        cards.append(card)
-    return cards
-
-
-def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-
-def _get(card: Mapping[str, Any], *keys: str) -> Any:
-    for key in keys:
-        if not isinstance(card, Mapping):
-            return None
-        card = card.get(key)
-    return card
-
-
-def model_cards_table(directory: str | os.PathLike | None = None) -> list[dict[str, Any]]:
-    """One row per model card, for a table: name, kind, preset, size, cost, mean and per-preset quality, speed.
-
-    Missing fields are ``None``, so partial cards still show. Columns: ``model``, ``kind``, ``preset``,
-    ``parameters``, ``GMAC/frame (1080p)``, ``PSNR (mean)``, ``SSIM (mean)``, ``PSNR <preset>`` for each preset,
-    ``ms/frame (1080p, p50)``, ``FPS``.
-    """
-    rows = []
-    for card in model_cards(directory):
-        macs = _number(card.get("macs_1080p"))
-        row: dict[str, Any] = {
-            "model": str(card.get("name")),
-            "kind": card.get("kind"),
-            "preset": card.get("preset"),
-            "parameters": card.get("parameters"),
-            "GMAC/frame (1080p)": round(macs / 1e9, 2) if macs is not None else None,
-            "PSNR (mean)": _number(_get(card, "metrics", "mean", "psnr")),
-            "SSIM (mean)": _number(_get(card, "metrics", "mean", "ssim")),
-        }
-        for preset in PRESETS:
-            row[f"PSNR {preset}"] = _number(_get(card, "metrics", preset, "psnr"))
-        row["ms/frame (1080p, p50)"] = _number(_get(card, "speed", "1080p_p50_ms"))
-        row["FPS"] = _number(_get(card, "speed", "fps"))
-        rows.append(row)
-    return rows
-
-
-def quality_speed_points(directory: str | os.PathLike | None = None) -> list[dict[str, Any]]:
-    """Models whose card has both a mean PSNR and a speed: ``{"model", "kind", "psnr", "ssim", "fps", "ms",
-    "parameters"}`` for a quality-against-speed scatter. FPS falls back to ``1000 / ms`` when only ms is given."""
-    points = []
-    for row in model_cards_table(directory):
-        ms, fps = row["ms/frame (1080p, p50)"], row["FPS"]
-        if fps is None and ms:
-            fps = 1000.0 / ms
-        if row["PSNR (mean)"] is None or fps is None:
-            continue
-        points.append(
-            {
-                "model": row["model"],
-                "kind": row["kind"],
-                "psnr": row["PSNR (mean)"],
-                "ssim": row["SSIM (mean)"],
-                "fps": fps,
-                "ms": ms if ms is not None else 1000.0 / fps,
-                "parameters": row["parameters"],
-            }
-        )
-    return points
-
-
-def models_readme(directory: str | os.PathLike | None = None) -> str | None:
-    """The text of ``models/README.md`` (how the shipped models were trained), or ``None`` when absent."""
-    path = (Path(directory) if directory is not None else models_dir()) / "README.md"
-    try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        return None

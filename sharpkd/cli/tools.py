@@ -12,7 +12,7 @@ from pathlib import Path
 
 from sharpkd.cli.common import Progress, add_model_args, load_sharpener, one_line, split_csv
 from sharpkd.degrade import PRESETS, list_degradations
-from sharpkd.runtime.sharpener import BACKENDS
+from sharpkd.runtime.backends import BACKENDS
 
 
 def _print_table(header: list[str], rows: list[list[str]]) -> None:
@@ -25,7 +25,8 @@ def _print_table(header: list[str], rows: list[list[str]]) -> None:
 
 # -- evaluate, benchmark -----------------------------------------------------------------------------------------------
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from sharpkd.reporting.cards import evaluate_models, load_eval_images, metrics_table
+    from sharpkd.reporting.evaluate import evaluate_models, load_eval_images
+    from sharpkd.reporting.tables import metrics_table
     from sharpkd.runtime.sharpener import list_pretrained
 
     models = split_csv(args.models) if args.models is not None else tuple(list_pretrained())

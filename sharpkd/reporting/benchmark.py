@@ -7,12 +7,9 @@ on the same frame, and reports each model's latency as a multiple of it: absolut
 machines, the ratio to a fixed OpenCV filter much less.
 
 Each model is measured in a fresh process (``multiprocessing`` ``spawn``) by default, so one model's allocations and
-thread pools do not leak into the next. Peak memory is the growth of the process's resident-set high-water mark
-(``VmHWM``, the same counter as ``resource.getrusage(RUSAGE_SELF).ru_maxrss``) during the warm-up and timed calls.
-Every allocation counts (torch's CPU allocator, numpy, OpenCV, ONNX Runtime), not only what Python's allocator sees.
-Before the calls, freed heap pages go back to the OS (``malloc_trim``) and on Linux the high-water mark is reset
-(``/proc/self/clear_refs``), so memory that setup used and freed cannot hide the calls' own peak. Where that reset is
-unavailable, the number is a lower bound.
+thread pools do not leak into the next. Peak memory is the growth of the process's resident-set high-water mark during
+the warm-up and timed calls (see :class:`sharpkd.reporting.measure.PeakMemory`); the test frame, MAC counting and the
+timer live in :mod:`sharpkd.reporting.measure` too.
 
 Example:
     >>> report = run_benchmark(BenchmarkConfig(models=("student",), resolutions=("1080p",), backends=("torch",)))
@@ -23,26 +20,21 @@ Example:
 
 from __future__ import annotations
 
-import copy
-import ctypes
-import ctypes.util
 import logging
 import multiprocessing
 import platform
 import re
-import sys
-import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn as nn
+
+from sharpkd.reporting.measure import PeakMemory, conv_macs, synthetic_frame, thread_count, time_calls
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +48,6 @@ RESOLUTIONS: dict[str, tuple[int, int]] = {
     "4k": (3840, 2160),
 }
 REFERENCE = "opencv-unsharp"  # name of the OpenCV reference measurement
-CLASSICAL_BACKENDS = {"unsharp": "opencv", "input": "none"}  # what the classical methods run on, for the tables
 
 
 @dataclass
@@ -78,7 +69,7 @@ class BenchmarkResult:
     """One ``model x resolution x backend`` measurement."""
 
     model: str
-    backend: str  # "torch", "onnx", or "opencv"/"none" for the classical methods
+    backend: str  # "torch", "onnx", or a classical method's engine ("opencv", "none"; see runtime.classical)
     resolution: str
     width: int
     height: int
@@ -137,153 +128,31 @@ def parse_resolution(text: str) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2))
 
 
-@lru_cache(maxsize=1)
-def _photo() -> np.ndarray:
-    """A real photo (scikit-image's astronaut) when available, else a procedural scene with edges and texture."""
-    try:
-        import skimage.data
-
-        return np.ascontiguousarray(skimage.data.astronaut()[..., :3])
-    except ImportError:
-        yy, xx = np.mgrid[0:512, 0:512].astype(np.float32)
-        rng = np.random.default_rng(0)
-        base = 128 + 60 * np.sin(xx / 9.0) * np.cos(yy / 13.0) + 40 * ((xx // 64 + yy // 64) % 2)
-        img = base[..., None] + np.array([10.0, 0.0, -10.0]) + rng.normal(0.0, 6.0, (512, 512, 3))
-        return np.clip(img, 0, 255).astype(np.uint8)
-
-
-def synthetic_frame(width: int, height: int) -> np.ndarray:
-    """A deterministic, realistic test frame: a photo scaled to at most 720 px high and mirror-tiled to fill.
-
-    Returns:
-        ``(height, width, 3)`` uint8 RGB, C-contiguous.
-
-    Raises:
-        ValueError: a non-positive size.
-    """
-    import cv2
-
-    if width < 1 or height < 1:
-        raise ValueError(f"frame size must be positive, got {width}x{height}")
-    photo = _photo()
-    side = max(1, min(height, 720))
-    interp = cv2.INTER_AREA if side < photo.shape[0] else cv2.INTER_CUBIC
-    photo = cv2.resize(photo, (side * photo.shape[1] // photo.shape[0], side), interpolation=interp)
-    h, w = min(height, photo.shape[0]), min(width, photo.shape[1])
-    frame = np.pad(photo[:h, :w], ((0, height - h), (0, width - w), (0, 0)), mode="symmetric")
-    return np.ascontiguousarray(frame)
-
-
-def conv_macs(model: nn.Module, height: int, width: int) -> int:
-    """Multiply-accumulates of the ``nn.Conv2d`` layers in one forward pass of ``model`` on a ``height x width`` frame.
-
-    Each conv counts ``output elements * in_channels / groups * kernel_h * kernel_w``, counted by forward hooks. Only
-    convolutions are counted (they dominate): activations, norms, attention products, pixel (un)shuffles, padding and
-    the uint8 conversions are not. The pass runs on the ``meta`` device, so no memory or time is spent on a 4K
-    frame. Tile overlap of the tiled inference path is not counted either: this is one pass over the whole frame.
-
-    Args:
-        model: any module taking ``(1, 3, H, W)`` images.
-        height: frame height in pixels.
-        width: frame width in pixels.
-
-    Returns:
-        The MAC count for a batch of one.
-    """
-    meta_model = copy.deepcopy(model).to("meta")
-    total = 0
-
-    def hook(module: nn.Conv2d, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
-        nonlocal total
-        kh, kw = module.kernel_size
-        total += output.numel() * (module.in_channels // module.groups) * kh * kw
-
-    handles = [m.register_forward_hook(hook) for m in meta_model.modules() if isinstance(m, nn.Conv2d)]
-    try:
-        with torch.inference_mode():
-            meta_model(torch.zeros(1, 3, height, width, device="meta"))
-    finally:
-        for handle in handles:
-            handle.remove()
-    return int(total)
-
-
-def _maxrss_mb() -> float:
-    import resource
-
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10  # bytes on macOS, KiB on Linux
-
-
-def _proc_status_mb(key: str) -> float:
-    match = re.search(rf"^{key}:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.MULTILINE)
-    if match is None:
-        raise OSError(f"/proc/self/status has no {key} line")
-    return int(match.group(1)) / 1024
-
-
-class _PeakMemory:
-    """Peak resident memory added since :meth:`start`, in MB (see the module docstring)."""
-
-    def start(self) -> None:
-        try:
-            ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim(0)  # glibc only; returns freed heap pages to the OS
-        except (OSError, AttributeError, TypeError):
-            pass
-        try:
-            Path("/proc/self/clear_refs").write_text("5")  # Linux >= 4.0: high-water mark := current RSS
-            self.base, self.exact = _proc_status_mb("VmRSS"), True
-        except OSError:
-            self.base, self.exact = _maxrss_mb(), False
-
-    def peak_mb(self) -> float:
-        peak = _proc_status_mb("VmHWM") if self.exact else _maxrss_mb()
-        return max(0.0, peak - self.base)
-
-
-def _time_calls(fn: Callable[[np.ndarray], Any], frame: np.ndarray, repeats: int, warmup: int) -> list[float]:
-    for _ in range(warmup):
-        fn(frame)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn(frame)
-        times.append((time.perf_counter() - start) * 1000.0)
-    return times
-
-
 def _measure(job: dict[str, Any]) -> dict[str, Any]:
     """Time one model (or the OpenCV reference when ``job["model"]`` is None) on one frame size.
 
     Runs inside the worker process; restores the torch and OpenCV thread counts it changes.
     """
-    import cv2
-
     from sharpkd.models import count_parameters
-    from sharpkd.runtime.sharpener import BACKENDS, load, unsharp_mask
+    from sharpkd.runtime.backends import BACKENDS
+    from sharpkd.runtime.classical import unsharp_mask
+    from sharpkd.runtime.sharpener import load
 
-    saved = torch.get_num_threads(), cv2.getNumThreads()
-    threads = job["threads"] or torch.get_num_threads()
-    try:
-        torch.set_num_threads(threads)
-        cv2.setNumThreads(threads)
+    with thread_count(job["threads"]) as threads:
         frame = synthetic_frame(job["width"], job["height"])
         if job["model"] is None:
             fn, model = unsharp_mask, None
         else:
-            backend = job["backend"] if job["backend"] in BACKENDS else "torch"  # classical: "opencv" or "none"
+            backend = job["backend"] if job["backend"] in BACKENDS else "torch"  # a classical method's engine
             sharpener = load(job["model"], backend=backend, tile=job["tile"], threads=threads)
             fn, model = sharpener.sharpen, sharpener.model
-        memory = _PeakMemory()
+        memory = PeakMemory()
         memory.start()
-        times = _time_calls(fn, frame, job["repeats"], job["warmup"])
+        times = time_calls(fn, frame, job["repeats"], job["warmup"])
         peak_mb = memory.peak_mb() if memory.exact or job["isolated"] else None
         # The OpenCV reference again, in this process, right after the model: its time swings by 2-3x with the
         # process's allocator and cache state, so a ratio is only fair against a reference measured in the same state.
-        local_unsharp = float(np.percentile(_time_calls(unsharp_mask, frame, max(job["repeats"], 20), 3), 50))
-    finally:
-        torch.set_num_threads(saved[0])
-        cv2.setNumThreads(saved[1])
+        local_unsharp = float(np.percentile(time_calls(unsharp_mask, frame, max(job["repeats"], 20), 3), 50))
     macs = conv_macs(model, job["height"], job["width"]) if model is not None else 0
     return {
         "p50_ms": float(np.percentile(times, 50)),
@@ -314,7 +183,7 @@ def _run_job(job: dict[str, Any], isolate: bool) -> dict[str, Any]:
 
 
 def _check_config(cfg: BenchmarkConfig) -> list[tuple[str, int, int]]:
-    from sharpkd.runtime.sharpener import BACKENDS
+    from sharpkd.runtime.backends import BACKENDS
 
     if cfg.repeats < 1 or cfg.warmup < 0:
         raise ValueError(f"repeats must be >= 1 and warmup >= 0, got repeats={cfg.repeats}, warmup={cfg.warmup}")
@@ -331,14 +200,14 @@ def _check_config(cfg: BenchmarkConfig) -> list[tuple[str, int, int]]:
 
 
 def run_benchmark(
-    cfg: BenchmarkConfig = BenchmarkConfig(),
+    cfg: BenchmarkConfig | None = None,
     *,
     progress: Callable[[int, int, str], None] | None = None,
 ) -> BenchmarkReport:
     """Time every ``model x resolution x backend`` of ``cfg`` and the OpenCV unsharp mask reference.
 
     Args:
-        cfg: what to measure, see :class:`BenchmarkConfig`.
+        cfg: what to measure, see :class:`BenchmarkConfig`; ``None`` measures its defaults.
         progress: called as ``progress(done, total, label)`` before each measurement (``label`` names it) and once
             more as ``progress(total, total, "done")``; drives e.g. a tqdm bar.
 
@@ -350,8 +219,9 @@ def run_benchmark(
         CheckpointError: an unknown model name or an unusable checkpoint.
         RuntimeError: a worker process died (``isolate=True``), e.g. killed for running out of memory.
     """
-    from sharpkd.runtime.sharpener import CLASSICAL
+    from sharpkd.runtime.classical import CLASSICAL
 
+    cfg = cfg if cfg is not None else BenchmarkConfig()
     sizes = _check_config(cfg)
     jobs: list[tuple[str, dict[str, Any]]] = []
     common = {"repeats": cfg.repeats, "warmup": cfg.warmup, "threads": cfg.threads, "tile": cfg.tile}
@@ -366,7 +236,7 @@ def run_benchmark(
         )
     for model in cfg.models:
         # Classical methods never touch torch or ONNX Runtime: one measurement whatever the backends.
-        backends = (CLASSICAL_BACKENDS.get(model, "none"),) if model in CLASSICAL else cfg.backends
+        backends = (CLASSICAL[model].engine,) if model in CLASSICAL else cfg.backends
         for res, width, height in sizes:
             for backend in backends:
                 job = {
@@ -446,8 +316,8 @@ def benchmark_video(
     from sharpkd.runtime.sharpener import load
     from sharpkd.runtime.video import VideoConfig, sharpen_video, synthesize_clip
 
-    sharpener = load(model, backend=backend, threads=threads)
-    with tempfile.TemporaryDirectory() as tmp:
+    with thread_count(threads) as threads, tempfile.TemporaryDirectory() as tmp:
+        sharpener = load(model, backend=backend, threads=threads)
         clip = synthesize_clip(Path(tmp) / "clip.mp4", frames=frames, size=size, fps=30.0)
         report = sharpen_video(clip, Path(tmp) / "out.mp4", sharpener.sharpen, VideoConfig())
     return {

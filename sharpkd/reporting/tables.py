@@ -1,0 +1,170 @@
+"""Markdown rendering of the reports: the quality table, ``models/README.md``'s sections, and the project README block.
+
+:func:`metrics_table` renders :func:`sharpkd.reporting.evaluate.evaluate_models`'s result (``sharpkd evaluate``
+prints it). The ``*_section`` functions return ``models/README.md`` as lists of lines, which
+:func:`sharpkd.reporting.cards.write_cards` joins, and :func:`inject_results` copies into the project README.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sharpkd.reporting.card import CARD_RESOLUTION, ModelCard, VideoRun
+
+if TYPE_CHECKING:
+    from sharpkd.reporting.benchmark import BenchmarkReport
+
+BASELINE_LABELS = {"input": "input (degraded)", "unsharp": "unsharp mask"}  # display names of the baselines
+RESULTS_START, RESULTS_END = "<!-- results:start -->", "<!-- results:end -->"  # the project README's results block
+
+
+def metrics_table(
+    result: Mapping[str, Any],
+    labels: Mapping[str, str] | None = None,
+    extra: Mapping[str, Mapping[str, str]] | None = None,
+) -> str:
+    """A Markdown table of :func:`evaluate_models`'s result: one row per method, SSIM and PSNR per degradation, then
+    the mean PSNR and the mean gain over the input in dB.
+
+    Args:
+        result: what :func:`~sharpkd.reporting.evaluate.evaluate_models` returned.
+        labels: display names by method (default: the baselines' labels, else the method itself).
+        extra: additional leading columns, ``{column: {method: text}}`` (e.g. parameters).
+
+    Returns:
+        The table, one line per row, without a trailing newline.
+    """
+    labels = {**BASELINE_LABELS, **(labels or {})}
+    extra = extra or {}
+    degs = result["degradations"]
+    header = ["method", *extra, *[f"{d} {m}" for d in degs for m in ("SSIM", "PSNR")], "mean PSNR", "gain (dB)"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+    for method, row in result["rows"].items():
+        cells = [labels.get(method, method), *[col.get(method, "") for col in extra.values()]]
+        for d in degs:
+            cells += [f"{row[d]['ssim']:.4f}", f"{row[d]['psnr']:.2f}"]
+        cells += [f"{row['mean']['psnr']:.2f}", f"{row['mean']['gain']:+.2f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def intro_section(command: str, date: str) -> list[str]:
+    """``models/README.md``'s title and provenance: the command that regenerated it and when."""
+    return [
+        "# sharpkd models",
+        "",
+        f"Regenerated on {date} by:",
+        "",
+        "```",
+        command or "sharpkd cards",
+        "```",
+        "",
+        "Every number in this file and in the `<name>.json` cards next to it comes from that command; do not edit them",
+        "by hand. Training provenance (data, degradation, steps, wall time, hardware, command) is in each card.",
+        "",
+    ]
+
+
+def quality_section(
+    evaluation: Mapping[str, Any], cards: Sequence[ModelCard], data: str, max_side: int | None
+) -> list[str]:
+    """The quality table with the cards' parameters and MACs, rows in ``evaluation`` order.
+
+    Args:
+        evaluation: :func:`~sharpkd.reporting.evaluate.evaluate_models`'s result with its rows keyed by card name.
+        cards: the models' cards (``parameters`` and ``macs_1080p`` set), in table order.
+        data: the validation folder, as given.
+        max_side: the longer side the images were downscaled to, ``None`` for full size.
+    """
+    size = f"downscaled to at most {max_side} px" if max_side else "full size"
+    return [
+        "## Quality",
+        "",
+        f"{len(evaluation['images'])} validation images from `{data}` ({size}). Each is degraded with each named",
+        "preset (seed = image index), restored with `sharpkd.load(name).sharpen()` on uint8, and scored against the",
+        "clean image: PSNR in dB and SSIM (Gaussian window) on [0, 1]. `gain` is the mean PSNR minus the input's.",
+        "",
+        metrics_table(
+            evaluation,
+            extra={
+                "params": {c.name: f"{c.parameters:,}" for c in cards},
+                "GMACs @1080p": {c.name: f"{c.macs_1080p / 1e9:.2f}" for c in cards},
+            },
+        ),
+        "",
+    ]
+
+
+def speed_section(bench: BenchmarkReport, names: Mapping[str, str]) -> list[str]:
+    """The speed table of a 1080p benchmark. ``names`` maps benchmarked model keys (paths) to display names."""
+    width, height = CARD_RESOLUTION
+    reference = next(iter(bench.unsharp_ms.values()))
+    lines = [
+        "## Speed",
+        "",
+        f"One {width}x{height} frame, full `sharpen()` call (uint8 in and out), median (p50) and p95 of "
+        f"{bench.repeats} runs after {bench.warmup} warm-up, on {bench.cpu} with {bench.threads} thread(s), torch "
+        f"{bench.torch_version}. Each model runs in a fresh process, which then also times the OpenCV unsharp mask "
+        "(GaussianBlur sigma 2 + addWeighted) on the same frame: `x unsharp` is the model's p50 over that p50, shown "
+        f"in `unsharp ms` (the unsharp mask's own run in the parent process took {reference:.1f} ms).",
+        "",
+        "| model | backend | p50 ms | p95 ms | FPS | unsharp ms | x unsharp | peak extra MB |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in bench.results:
+        lines.append(
+            f"| {names.get(r.model, r.model)} | {r.backend} | {r.p50_ms:.1f} | {r.p95_ms:.1f} | {r.fps:.1f} | "
+            f"{r.unsharp_ms:.1f} | {r.ratio_to_unsharp:.2f} | {'n/a' if r.peak_mb is None else f'{r.peak_mb:.0f}'} |"
+        )
+    return [*lines, ""]
+
+
+def video_section(video: Sequence[VideoRun]) -> list[str]:
+    """The whole-clip table of the default student, one row per backend (``video`` not empty, all fields set)."""
+    v0 = video[0]
+    lines = [
+        "## Video",
+        "",
+        f"The default student on a synthesized {v0.width}x{v0.height} clip of {v0.frames} frames (moving test "
+        "pattern, mp4v): OpenCV decode, `sharpen()`, OpenCV encode. `flicker` is the mean absolute change between "
+        "consecutive output frames over that of the input frames (1.0 = no added temporal shimmer).",
+        "",
+        "| backend | sharpen FPS | end-to-end FPS | flicker |",
+        "|---|---:|---:|---:|",
+    ]
+    for v in video:
+        lines.append(f"| {v.backend} | {v.processing_fps:.1f} | {v.end_to_end_fps:.1f} | {v.flicker_ratio:.3f} |")
+    return [*lines, ""]
+
+
+def inject_results(path: str | os.PathLike, models_readme: Sequence[str]) -> None:
+    """Replace the block between ``<!-- results:start -->`` and ``<!-- results:end -->`` in ``path`` with the
+    models README (title dropped, headings demoted one level), so the project README carries the same numbers.
+
+    Args:
+        path: the project README.
+        models_readme: ``models/README.md`` as lines.
+
+    Raises:
+        ValueError: the markers are missing or out of order.
+    """
+    path = Path(path)
+    text = path.read_text()
+    start, end = text.find(RESULTS_START), text.find(RESULTS_END)
+    if start < 0 or end < start:
+        raise ValueError(f"{path} has no {RESULTS_START} ... {RESULTS_END} block to fill")
+    body = [
+        "## Results",
+        "",
+        "Copied from [`models/README.md`](models/README.md) by the command in "
+        "[Reproducing the numbers](#reproducing-the-numbers); do not edit by hand.",
+        "",
+    ]
+    sections = [i for i, line in enumerate(models_readme) if line.startswith("## ")]
+    for line in models_readme[sections[0] if sections else 1 :]:
+        body.append("#" + line if line.startswith("#") else line)
+    block = RESULTS_START + "\n" + "\n".join(body).strip() + "\n" + RESULTS_END
+    path.write_text(text[:start] + block + text[end + len(RESULTS_END) :])

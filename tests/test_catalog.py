@@ -1,0 +1,52 @@
+"""Tests for reporting.catalog: the shipped models' table rows, quality-against-speed points and README, from cards."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from sharpkd.reporting.card import read_cards
+from sharpkd.reporting.catalog import model_cards_table, models_readme, quality_speed_points
+
+CARD = {
+    "name": "student",
+    "kind": "student",
+    "preset": "rt",
+    "parameters": 5000,
+    "macs_1080p": 1.2e9,
+    "metrics": {"vc": {"psnr": 28.5, "ssim": 0.8}, "mean": {"psnr": 29.0, "ssim": 0.85}},
+    "speed": {"1080p_p50_ms": 20.0, "fps": 50.0},
+}
+
+
+def test_model_cards_table_reads_cards_and_skips_broken_ones(tmp_path):
+    (tmp_path / "student.json").write_text(json.dumps(CARD))
+    (tmp_path / "teacher.json").write_text(json.dumps({"kind": "teacher", "metrics": {"mean": {"psnr": 31.0}}}))
+    (tmp_path / "broken.json").write_text("{not json")
+    (tmp_path / "list.json").write_text("[1, 2]")
+
+    assert [c.name for c in read_cards(tmp_path)] == ["student", "teacher"]
+    rows = {row["model"]: row for row in model_cards_table(tmp_path)}
+    assert set(rows) == {"student", "teacher"}
+    student = rows["student"]
+    assert student["GMAC/frame (1080p)"] == 1.2 and student["PSNR (mean)"] == 29.0 and student["FPS"] == 50.0
+    assert student["PSNR vc"] == 28.5 and student["PSNR downup2"] is None
+    assert rows["teacher"]["ms/frame (1080p, p50)"] is None and rows["teacher"]["PSNR (mean)"] == 31.0
+
+    points = quality_speed_points(tmp_path)  # the teacher has no speed, so it is not plotted
+    assert [(p["model"], p["psnr"], p["fps"]) for p in points] == [("student", 29.0, 50.0)]
+
+
+def test_quality_speed_points_derive_fps_from_ms(tmp_path):
+    card = dict(CARD, speed={"1080p_p50_ms": 40.0})
+    (tmp_path / "student.json").write_text(json.dumps(card))
+    assert quality_speed_points(tmp_path)[0]["fps"] == pytest.approx(25.0)
+
+
+def test_model_cards_absent(tmp_path, monkeypatch):
+    monkeypatch.setenv("SHARPKD_MODELS", str(tmp_path / "missing"))
+    assert read_cards() == [] and model_cards_table() == [] and quality_speed_points() == []
+    assert models_readme() is None
+    (tmp_path / "README.md").write_text("# Models\n")
+    assert models_readme(tmp_path) == "# Models\n"
