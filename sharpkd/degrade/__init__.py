@@ -18,6 +18,12 @@ vc          downup2 followed by JPEG quality 35: the full video-call case
 
 Training uses :func:`random_mix` ("mix"): downscale 1.5-4x (p=0.5), Gaussian sigma 0.5-3 (p=0.5), motion length
 3-15 (p=0.3), Gaussian noise sigma up to 0.02 (p=0.3), JPEG quality 30-95 (p=0.5), at least one applied.
+
+Two more presets, :data:`CODEC_PRESETS`, send the image through a real video codec (PyAV / FFmpeg) as one frame of a
+panning clip: ``h264`` (libx264) and ``vp8`` (libvpx) in real-time mode at 0.1 bits per pixel per frame, after a 2x
+downscale; ``strength`` divides the bitrate. :mod:`sharpkd.degrade.codec` documents their settings. They are not
+in :data:`PRESETS` (yet); :func:`degrade` accepts them, and the mixes :data:`CODEC_MIXES` ("presets+codecs",
+"mix+presets+codecs") draw from :data:`PRESETS` and :data:`CODEC_PRESETS` together.
 """
 
 from __future__ import annotations
@@ -29,8 +35,11 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from sharpkd.degrade.codec import BPP, CODEC_PRESETS, video_call
+
 PRESETS: tuple[str, ...] = ("downup2", "gauss1.5", "motion9", "vc")
 TRAIN_MIXES: tuple[str, ...] = ("mix", "presets", "mix+presets")
+CODEC_MIXES: tuple[str, ...] = ("presets+codecs", "mix+presets+codecs")
 
 
 def _check(x: torch.Tensor) -> None:
@@ -204,11 +213,28 @@ def _vc(x: torch.Tensor, g: torch.Generator, strength: float) -> torch.Tensor:
     return jpeg(downup(x, 1.0 + strength), quality)
 
 
+def _h264(x: torch.Tensor, g: torch.Generator, strength: float) -> torch.Tensor:
+    return video_call(x, "h264", BPP / strength, g)
+
+
+def _vp8(x: torch.Tensor, g: torch.Generator, strength: float) -> torch.Tensor:
+    return video_call(x, "vp8", BPP / strength, g)
+
+
 _PRESET_FNS: dict[str, Callable[[torch.Tensor, torch.Generator, float], torch.Tensor]] = {
     "downup2": _downup2,
     "gauss1.5": _gauss,
     "motion9": _motion,
     "vc": _vc,
+    "h264": _h264,
+    "vp8": _vp8,
+}
+_ALL_PRESETS = tuple(dict.fromkeys(PRESETS + CODEC_PRESETS))  # stays free of repeats if PRESETS takes the codecs
+_MIX_POOLS: dict[str, tuple[str, ...]] = {  # the presets a mix draws from, one per image
+    "presets": PRESETS,
+    "mix+presets": PRESETS,
+    "presets+codecs": _ALL_PRESETS,
+    "mix+presets+codecs": _ALL_PRESETS,
 }
 
 
@@ -242,13 +268,16 @@ def random_mix(x: torch.Tensor, generator: torch.Generator | None = None) -> tor
 def degrade(
     x: torch.Tensor, name: str, generator: torch.Generator | None = None, strength: float = 1.0
 ) -> torch.Tensor:
-    """Apply a named degradation: one of :data:`PRESETS` or a training mix (:data:`TRAIN_MIXES`).
+    """Apply a named degradation: a preset (:data:`PRESETS`, :data:`CODEC_PRESETS`) or a training mix.
 
     Args:
         x: sharp images.
-        name: ``"downup2"``, ``"gauss1.5"``, ``"motion9"``, ``"vc"``, ``"mix"`` (:func:`random_mix`), ``"presets"``
-            (one preset drawn per image) or ``"mix+presets"`` (half the images each way).
-        generator: source of randomness (motion angle, mix parameters); ``None`` means a generator seeded with 0.
+        name: ``"downup2"``, ``"gauss1.5"``, ``"motion9"``, ``"vc"``, ``"h264"``, ``"vp8"``, ``"mix"``
+            (:func:`random_mix`), ``"presets"`` (one of :data:`PRESETS` drawn per image), ``"mix+presets"`` (half the
+            images each way), or ``"presets+codecs"`` / ``"mix+presets+codecs"`` (the same, drawing from
+            :data:`PRESETS` and :data:`CODEC_PRESETS`).
+        generator: source of randomness (motion angle, camera pan, mix parameters); ``None`` means a generator
+            seeded with 0.
         strength: scales a preset's parameters (see the module docstring); ignored by the mixes.
 
     Returns:
@@ -256,6 +285,7 @@ def degrade(
 
     Raises:
         ValueError: unknown ``name``, non-positive or non-finite ``strength``, or a non-(B, C, H, W) float input.
+        CodecError: a codec preset could not run (PyAV missing, FFmpeg failure).
 
     Shape:
         ``(B, C, H, W) -> (B, C, H, W)``.
@@ -275,18 +305,24 @@ def degrade(
         return _PRESET_FNS[name](x, g, strength)
     if name == "mix":
         return random_mix(x, g)
-    if name in ("presets", "mix+presets"):
-        out = []
+    if name in _MIX_POOLS:
+        pool, out = _MIX_POOLS[name], []
         for img in x:
-            if name == "mix+presets" and _uniform(g, 0, 1) < 0.5:
+            if name.startswith("mix+") and _uniform(g, 0, 1) < 0.5:
                 out.append(random_mix(img[None], g))
             else:
-                preset = PRESETS[int(torch.randint(len(PRESETS), (), generator=g))]
+                preset = pool[int(torch.randint(len(pool), (), generator=g))]
                 out.append(_PRESET_FNS[preset](img[None], g, 1.0))
         return torch.cat(out)
-    raise ValueError(f"unknown degradation {name!r}; known: {', '.join(PRESETS + TRAIN_MIXES)}")
+    raise ValueError(f"unknown degradation {name!r}; known: {', '.join(list_degradations(include_codecs=True))}")
 
 
-def list_degradations() -> list[str]:
-    """Names accepted by :func:`degrade`: the evaluation presets first, then the training mixes."""
+def list_degradations(include_codecs: bool = False) -> list[str]:
+    """Names accepted by :func:`degrade`: the evaluation presets first, then the training mixes.
+
+    Args:
+        include_codecs: also list :data:`CODEC_PRESETS` (after :data:`PRESETS`) and :data:`CODEC_MIXES` (last).
+    """
+    if include_codecs:
+        return list(_ALL_PRESETS + TRAIN_MIXES + CODEC_MIXES)
     return list(PRESETS + TRAIN_MIXES)
