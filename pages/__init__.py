@@ -7,17 +7,15 @@ from __future__ import annotations
 from typing import Any
 
 import streamlit as st
-from streamlit.runtime.pages_manager import PagesManager
 
 import sharpkd
+from sharpkd.app.navigation import use_navigation_only
 from sharpkd.errors import SharpkdError
-from sharpkd.images import LoadedImage
+from sharpkd.images import IMAGE_SUFFIXES, LoadedImage
 
-# A fresh server asked for /compare before / runs pages/compare.py the old pages/-folder way, without app.py (its
-# navigation and page config), because a folder named pages/ exists. app.py's st.navigation() switches that off for
-# good once it runs; this does the same from whichever page is served first, so the next rerun goes through app.py.
-PagesManager.uses_pages_directory = False
+use_navigation_only()  # a deep link served first must still go through app.py (see sharpkd.app.navigation)
 
+UPLOAD_TYPES = [s.lstrip(".") for s in IMAGE_SUFFIXES]  # what st.file_uploader accepts: every format sharpkd reads
 MAX_PIXELS = 2_000_000  # uploads above this are downscaled (with a note) so every model answers in seconds
 TRAINED_KEY = "trained_models"  # session_state: {name: Sharpener} trained on the Train page this session
 JOB_KEY = "train_job"  # session_state: the latest sharpkd.app.jobs.TrainingJob, so reruns and other pages find it

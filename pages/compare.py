@@ -11,7 +11,7 @@ import streamlit as st
 import sharpkd
 import sharpkd.app.compare
 import sharpkd.app.wipe
-from pages import decode_upload, load_models, trained_models
+from pages import UPLOAD_TYPES, decode_upload, load_models, trained_models
 from sharpkd.app.compare import INPUT, ORIGINAL, Comparison
 from sharpkd.data import sample_images
 from sharpkd.degrade import PRESETS
@@ -56,7 +56,7 @@ def image_ui() -> np.ndarray | None:
         return photos[name]
     if source == SOURCES[1]:
         file = st.file_uploader(
-            "Upload a photo (PNG, JPEG, WebP or BMP)", type=["png", "jpg", "jpeg", "webp", "bmp"], key="cmp_upload"
+            "Upload a photo (PNG, JPEG, WebP, BMP, GIF or TIFF)", type=UPLOAD_TYPES, key="cmp_upload"
         )
     else:
         file = st.camera_input("Take a snapshot", key="cmp_camera")

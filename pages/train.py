@@ -10,7 +10,7 @@ import streamlit as st
 
 import sharpkd
 import sharpkd.app.jobs
-from pages import JOB_KEY, decode_upload, load_models, trained_models
+from pages import JOB_KEY, UPLOAD_TYPES, decode_upload, load_models, trained_models
 from sharpkd.app.jobs import JobConfig, JobSnapshot, TrainingJob
 from sharpkd.degrade import list_degradations
 from sharpkd.errors import SharpkdError
@@ -93,7 +93,7 @@ def data_ui(disabled: bool) -> list[np.ndarray] | None:
         return None
     files = st.file_uploader(
         "Sharp photos to train on",
-        type=["png", "jpg", "jpeg", "webp", "bmp"],
+        type=UPLOAD_TYPES,
         accept_multiple_files=True,
         disabled=disabled,
         key="tr_upload",

@@ -3,7 +3,7 @@ uint8 <-> tensor conversions (the only place in the library besides :mod:`sharpk
 
 Three sources:
 
-* :meth:`SyntheticPairs.from_folder` - any folder of sharp photos (recursive; png/jpg/jpeg/bmp/webp);
+* :meth:`SyntheticPairs.from_folder` - any folder of sharp photos (recursive; :data:`sharpkd.images.IMAGE_SUFFIXES`);
 * :func:`sample_images` / :meth:`SyntheticPairs.from_samples` - colour photos that ship with scikit-image, so
   training and demos work on a fresh machine with no downloads;
 * :class:`PairedFolder` - real pairs in the GoPro layout (``<root>/<split>/<sequence>/blur|sharp/``) or flat
@@ -23,11 +23,10 @@ from torch.utils.data import Dataset
 
 from sharpkd.degrade import degrade, list_degradations
 from sharpkd.errors import DatasetError, SharpkdError
-from sharpkd.images import read_image
+from sharpkd.images import IMAGE_SUFFIXES, is_image_path, read_image
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 # Colour photos in skimage.data that need no download (camera is grayscale and is expanded to RGB).
 SAMPLE_NAMES = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry", "camera")
 
@@ -50,17 +49,31 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
 
 
 def degrade_image(img: np.ndarray, name: str, seed: int = 0, strength: float = 1.0) -> np.ndarray:
-    """Apply a named degradation to one uint8 RGB image; deterministic for a given ``seed``."""
+    """Apply a named degradation (:func:`sharpkd.degrade.degrade`) to one uint8 RGB image.
+
+    The generator is seeded with ``seed``, so equal arguments give equal output; every uint8 caller (``sharpkd
+    degrade``, the evaluation, the app, ``sharpen_video``'s ``degrade`` option) degrades through here.
+
+    Raises:
+        ValueError: ``img`` is not ``(H, W, 3)`` uint8, or ``name`` is not a known degradation.
+
+    Shape:
+        ``(H, W, 3)`` uint8 -> ``(H, W, 3)`` uint8.
+    """
     g = torch.Generator().manual_seed(seed)
     return to_uint8(degrade(to_tensor(img), name, g, strength))
 
 
 def find_images(root: str | os.PathLike) -> list[Path]:
-    """All image files under ``root`` (recursive, sorted)."""
+    """All image files under ``root`` (recursive, sorted): those with a suffix in :data:`sharpkd.images.IMAGE_SUFFIXES`.
+
+    Raises:
+        DatasetError: ``root`` is not a folder.
+    """
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"dataset folder not found: {root}")
-    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTS and p.is_file())
+    return sorted(p for p in root.rglob("*") if is_image_path(p) and p.is_file())
 
 
 def sample_images(names: Sequence[str] = SAMPLE_NAMES) -> dict[str, np.ndarray]:
@@ -153,7 +166,7 @@ class SyntheticPairs(Dataset):
         """
         paths = find_images(root)
         if not paths:
-            raise DatasetError(f"no images ({', '.join(IMAGE_EXTS)}) found under {root}")
+            raise DatasetError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found under {root}")
         images, names, skipped = _load_all(paths, patch_size)
         if not images:
             raise DatasetError(f"none of the {len(paths)} images under {root} could be used ({skipped} skipped)")
@@ -197,8 +210,8 @@ class SyntheticPairs(Dataset):
 
 
 def _pairs_in(blur_dir: Path, sharp_dir: Path) -> tuple[list[tuple[Path, Path]], int]:
-    blur = {p.name: p for p in blur_dir.iterdir() if p.suffix.lower() in IMAGE_EXTS}
-    sharp = {p.name: p for p in sharp_dir.iterdir() if p.suffix.lower() in IMAGE_EXTS}
+    blur = {p.name: p for p in blur_dir.iterdir() if is_image_path(p)}
+    sharp = {p.name: p for p in sharp_dir.iterdir() if is_image_path(p)}
     common = sorted(blur.keys() & sharp.keys())
     return [(blur[n], sharp[n]) for n in common], len(blur.keys() ^ sharp.keys())
 

@@ -2,7 +2,7 @@
 
 Every error a user can cause (a bad file, a bad checkpoint, a bad argument) raises a subclass of
 :class:`SharpkdError`, so callers can catch one type. Each subclass also derives from the built-in
-exception that fits (``ValueError`` or ``OSError``), so ``except ValueError`` keeps working.
+exception that fits (``ValueError``, ``OSError`` or ``RuntimeError``), so ``except ValueError`` keeps working.
 """
 
 from __future__ import annotations
@@ -30,3 +30,11 @@ class DatasetError(SharpkdError, ValueError):
 
 class VideoError(SharpkdError, OSError):
     """A video file or camera cannot be opened, decoded or written."""
+
+
+class CardError(SharpkdError, ValueError):
+    """A model card (``models/<name>.json``) is unreadable, not a JSON object, or has a field of the wrong type."""
+
+
+class CodecError(SharpkdError, RuntimeError):
+    """An FFmpeg encoder, decoder or filter (run through PyAV) is missing, or PyAV is, or FFmpeg fails on an input."""

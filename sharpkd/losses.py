@@ -26,7 +26,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from sharpkd.metrics import ssim
+from sharpkd.metrics import sobel_kernels, ssim
 
 LOSS_NAMES = ("l1", "mse", "kd", "kd_mse", "feat", "ssim", "msssim", "edge", "fft", "vgg")
 TEACHER_LOSSES = ("kd", "kd_mse", "feat")
@@ -58,13 +58,14 @@ def msssim_loss(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
     raise ValueError(f"MS-SSIM needs images larger than 32 px, got {tuple(pred.shape[-2:])}")
 
 
-_SOBEL = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]]) / 8.0
-
-
 def sobel(x: torch.Tensor) -> torch.Tensor:
-    """Sobel gradients per channel, ``(B, C, H, W) -> (B, 2C, H, W)`` (x then y), replicate border."""
+    """Sobel gradients per channel (:func:`sharpkd.metrics.sobel_kernels`), x then y, replicate border.
+
+    Shape:
+        ``(B, C, H, W)`` -> ``(B, 2C, H, W)``.
+    """
     C = x.shape[1]
-    k = torch.stack([_SOBEL, _SOBEL.t()]).to(x)[:, None].repeat(C, 1, 1, 1)  # (2C, 1, 3, 3)
+    k = sobel_kernels(x.dtype, x.device).repeat(C, 1, 1, 1)  # (2C, 1, 3, 3)
     return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), k, groups=C)
 
 
@@ -158,7 +159,12 @@ def perceptual_loss(pred: torch.Tensor, gt: torch.Tensor, vgg: VGGFeatures) -> t
 
 
 def parse_weights(spec: str | dict[str, float]) -> dict[str, float]:
-    """``"l1=1,kd=0.5"`` or a dict -> ``{"l1": 1.0, "kd": 0.5}``; unknown names raise ``ValueError``."""
+    """``"l1=1,kd=0.5"`` or a dict -> ``{"l1": 1.0, "kd": 0.5}``, zero weights dropped. The one validation of loss
+    weights: the training loop and the app's loss sliders both go through it.
+
+    Raises:
+        ValueError: an unknown name, a malformed or negative/non-finite weight, or no positive weight at all.
+    """
     if isinstance(spec, dict):
         weights = {k: float(v) for k, v in spec.items()}
     else:
@@ -174,7 +180,7 @@ def parse_weights(spec: str | dict[str, float]) -> dict[str, float]:
         raise ValueError(f"unknown loss terms {sorted(unknown)}; known: {', '.join(LOSS_NAMES)}")
     bad = {k: v for k, v in weights.items() if not (math.isfinite(v) and v >= 0)}
     if bad:
-        raise ValueError(f"loss weights must be finite and non-negative, got {bad}")
+        raise ValueError(f"loss weights must be finite and non-negative, got {bad}; use weights >= 0 (0 drops a term)")
     if not any(w > 0 for w in weights.values()):
         raise ValueError(f"at least one loss weight must be positive, got {weights}")
     return {k: v for k, v in weights.items() if v != 0}

@@ -19,10 +19,11 @@ from PIL import Image
 
 from sharpkd.checkpoint import save_checkpoint
 from sharpkd.cli import build_parser, main
-from sharpkd.data import degrade_image
-from sharpkd.images import read_image
+from sharpkd.data import degrade_image, find_images
+from sharpkd.images import IMAGE_SUFFIXES, read_image
 from sharpkd.models import build_model, count_parameters
-from sharpkd.runtime.sharpener import load, unsharp_mask
+from sharpkd.runtime.classical import unsharp_mask
+from sharpkd.runtime.sharpener import load
 
 
 def png_chunk(kind: bytes, data: bytes) -> bytes:
@@ -89,6 +90,33 @@ def test_sharpen_rerun_ignores_its_own_outputs_and_reports_collisions(
             f"for {root / 'x.bmp'}\n"
         )
     assert [p.name for p in (root / "out").iterdir()] == ["x_sharp.png"]
+
+
+def test_sharpen_folder_reads_the_files_training_reads(tmp_path: Path, capsys) -> None:
+    root = tmp_path / "in"
+    (root / "sub").mkdir(parents=True)
+    for i, suffix in enumerate(IMAGE_SUFFIXES):  # every other one upper-case, in a subfolder
+        path = root / "sub" / f"{i}{suffix.upper()}" if i % 2 else root / f"{i}{suffix}"
+        Image.new("RGB", (16, 16), (30 * i, 0, 0)).save(path, format=Image.registered_extensions()[suffix])
+    (root / "notes.txt").write_text("not an image")
+    (root / "clip.mp4").write_bytes(b"not an image either")
+    out = tmp_path / "out"
+    assert main(["sharpen", str(root), "-o", str(out), "--model", "input"]) == 0
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    trained_on = sorted((p.relative_to(root).parent / f"{p.stem}_sharp.png").as_posix() for p in find_images(root))
+    assert written == trained_on and len(written) == len(IMAGE_SUFFIXES)
+    assert f"wrote {len(IMAGE_SUFFIXES)} image(s)" in capsys.readouterr().out
+
+
+def test_threads_option_sets_torch_threads(photos: Path, tmp_path: Path, capsys) -> None:
+    saved = torch.get_num_threads()
+    try:
+        args = ["sharpen", str(photos / "a.png"), "-o", str(tmp_path / "out"), "--model", "input"]
+        assert main([*args, "--threads", "1"]) == 0 and torch.get_num_threads() == 1
+        assert main([*args, "--threads", "0"]) == 2
+        assert capsys.readouterr().err == "sharpkd: error: --threads must be >= 1, got 0\n"
+    finally:
+        torch.set_num_threads(saved)
 
 
 def test_sharpen_missing_input_is_skipped(tmp_path: Path, capsys) -> None:

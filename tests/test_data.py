@@ -21,6 +21,7 @@ from sharpkd.data import (
 )
 from sharpkd.degrade import gaussian_blur
 from sharpkd.errors import DatasetError
+from sharpkd.images import IMAGE_SUFFIXES, is_image_path
 
 
 def _image(h: int, w: int, seed: int = 0) -> np.ndarray:
@@ -217,6 +218,19 @@ def test_from_folder_recurses_and_counts_skipped(tmp_path: Path) -> None:
     assert sorted(Path(n).name for n in ds.names) == ["a.png", "b.JPG", "c.bmp", "d.webp"]
     assert ds[0][0].shape == (3, 32, 32)
     assert len(find_images(tmp_path)) == 6  # the text file is not listed
+
+
+def test_find_images_takes_every_image_suffix(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    for i, suffix in enumerate(IMAGE_SUFFIXES):  # every other one upper-case, in a subfolder
+        path = tmp_path / "sub" / f"{i}{suffix.upper()}" if i % 2 else tmp_path / f"{i}{suffix}"
+        Image.new("RGB", (40, 40), (30 * i, 0, 0)).save(path, format=Image.registered_extensions()[suffix])
+    (tmp_path / "clip.mp4").write_bytes(b"not an image")
+    found = find_images(tmp_path)
+    assert sorted(p.suffix.lower() for p in found) == sorted(IMAGE_SUFFIXES)
+    assert all(is_image_path(p) for p in found)
+    ds = SyntheticPairs.from_folder(tmp_path, patch_size=32, repeats=1)  # training reads .gif and .tif(f) too
+    assert len(ds.images) == len(IMAGE_SUFFIXES) and ds.skipped == 0
 
 
 def test_from_folder_with_no_usable_image(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from sharpkd.losses import (
     sobel,
     ssim_loss,
 )
+from sharpkd.metrics import sobel_kernels
 
 
 @pytest.fixture
@@ -121,6 +122,18 @@ def test_sobel_responds_to_a_ramp() -> None:
     assert torch.allclose(grads[:, 0, :, 1:-1], torch.full((1, 6, 6), 0.1), atol=1e-6)
     assert torch.allclose(grads[:, 0, :, 0], torch.full((1, 6), 0.05), atol=1e-6)
     assert torch.allclose(grads[:, 1], torch.zeros(1, 6, 8), atol=1e-7)  # no vertical change
+
+
+def test_sobel_uses_the_metrics_kernel() -> None:
+    import sharpkd.losses
+
+    x = torch.rand(2, 3, 7, 9, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    k = sobel_kernels(torch.float64)  # (2, 1, 3, 3): one owner of the Sobel taps
+    padded = F.pad(x, (1, 1, 1, 1), mode="replicate")
+    for c in range(3):
+        torch.testing.assert_close(sobel(x)[:, 2 * c : 2 * c + 2], F.conv2d(padded[:, c : c + 1], k))
+    assert sobel(x).dtype == torch.float64
+    assert not any(name.upper().startswith("_SOBEL") for name in vars(sharpkd.losses))
 
 
 def test_fft_loss_is_shift_invariant_but_sees_blur(images: tuple[torch.Tensor, torch.Tensor]) -> None:

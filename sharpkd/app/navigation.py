@@ -1,0 +1,36 @@
+"""The one Streamlit workaround: serve every page through ``app.py``'s ``st.navigation``, even on a deep link.
+
+Why: Streamlit decides once per process whether an app is a "pages/ directory" app (the old multipage API) by looking
+for a folder named ``pages/`` beside the main script, and remembers it in the class attribute
+``PagesManager.uses_pages_directory``. The product's layout names that folder ``pages/``, so a fresh server asked
+for ``/compare`` before ``/`` runs ``pages/compare.py`` directly, without ``app.py`` (its page config and
+navigation). ``st.navigation()`` sets the flag to ``False`` for good once ``app.py`` runs; :func:`use_navigation_only`
+does the same from whichever page is served first, so the next rerun goes through ``app.py``. Streamlit has no public
+setting for this (its advice is to rename the folder); ``tests/test_navigation.py`` fails loudly if a Streamlit
+upgrade renames or removes the attribute, so the workaround never silently stops working.
+"""
+
+from __future__ import annotations
+
+from streamlit.runtime.pages_manager import PagesManager
+
+FLAG = "uses_pages_directory"  # the PagesManager class attribute this module sets
+
+
+def use_navigation_only() -> None:
+    """Make Streamlit route every request through ``st.navigation`` (``app.py``), never the pages/ folder scan.
+
+    Raises:
+        RuntimeError: the installed Streamlit no longer has ``PagesManager.uses_pages_directory``.
+    """
+    if FLAG not in vars(PagesManager):
+        raise RuntimeError(
+            f"streamlit {_streamlit_version()} has no PagesManager.{FLAG}; sharpkd.app.navigation needs updating"
+        )
+    setattr(PagesManager, FLAG, False)
+
+
+def _streamlit_version() -> str:
+    import streamlit
+
+    return streamlit.__version__
