@@ -28,7 +28,8 @@ def _load_sharpener(name: str, models_dir: str) -> sharpkd.Sharpener:
 
 
 def load_sharpener(name: str) -> sharpkd.Sharpener:
-    """A shipped model (or ``"unsharp"``), loaded once per process and shared by all sessions."""
+    """A shipped model (or a classical peer, at its tuned setting), loaded once per process and shared by all
+    sessions."""
     return _load_sharpener(name, str(sharpkd.runtime.sharpener.models_dir()))
 
 

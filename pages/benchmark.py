@@ -1,4 +1,5 @@
-"""Benchmark: latency and FPS against resolution measured here, and quality against speed from the model cards."""
+"""Benchmark: latency and FPS against resolution measured here, quality against speed and the classical peers from
+the cards."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sharpkd.app.compare
 import sharpkd.reporting.catalog
 from pages import trained_models
 from sharpkd.errors import SharpkdError
+from sharpkd.runtime.classical import list_peers
 
 SIZES = ("320x180", "360p", "720p", "1080p")
 RESULTS_KEY = "bench_rows"  # session_state: the last measurement, kept across reruns and page switches
@@ -17,10 +19,11 @@ _MARGIN = dict(l=10, r=10, t=50, b=10)
 
 
 def models_ui() -> dict[str, str]:
-    """Display name -> what to load: shipped names, "unsharp", and the checkpoints of students trained here."""
+    """Display name -> what to load: shipped names, the classical peers, and the checkpoints of students trained
+    here."""
     trained = {name: model.meta["checkpoint"] for name, model in trained_models().items()}
-    options = [*sharpkd.list_pretrained(), "unsharp", *trained]
-    default = [n for n in ("teacher", "student", "unsharp") if n in options]
+    options = [*sharpkd.list_pretrained(), *list_peers(), *trained]
+    default = [n for n in ("teacher", "student", *list_peers()) if n in options]
     names = st.multiselect("Models", options, default=default, key="bench_models")
     return {name: trained.get(name, name) for name in names}
 
@@ -115,3 +118,14 @@ if points:
     st.plotly_chart(quality_speed_chart(points), key="bench_scatter")
 else:
     st.info("No model cards with quality and speed yet (models/*.json): they are written when models are shipped.")
+
+st.subheader("Classical peers, from their cards")
+peers = sharpkd.reporting.catalog.classical_peers_table()
+if peers:
+    st.dataframe(peers, hide_index=True, key="bench_peers")
+    st.caption(
+        "Each peer's setting is tuned on the validation images for the best mean PSNR gain over the presets "
+        "(`sharpkd cards`); `best classical on` lists the presets where it is the strongest classical choice."
+    )
+else:
+    st.info("No classical peer cards yet (models/<peer>.json): `sharpkd cards` tunes the peers and writes them.")

@@ -1,4 +1,4 @@
-"""Compare: one photo through the teacher, the students and an unsharp mask, side by side, scored and timed."""
+"""Compare: one photo through the teacher, the students and the tuned classical peers, side by side, scored, timed."""
 
 from __future__ import annotations
 
@@ -12,17 +12,20 @@ import sharpkd
 import sharpkd.app.compare
 import sharpkd.app.wipe
 from pages import UPLOAD_TYPES, decode_upload, load_models, trained_models
-from sharpkd.app.compare import INPUT, ORIGINAL, Comparison
+from sharpkd.app.compare import INPUT, ORIGINAL, Comparison, model_label
 from sharpkd.data import sample_images
-from sharpkd.degrade import PRESETS
+from sharpkd.degrade import PRESET_SUMMARIES, PRESETS
+from sharpkd.runtime.classical import CLASSICAL, list_peers
 
 SOURCES = ("Sample photo", "Upload", "Webcam snapshot")
 ALREADY_BLURRY = "already blurry (no sharp original)"
-MAIN_MODELS = ("teacher", "student")  # always shown when shipped; "unsharp" (OpenCV) follows them
-PRESET_HELP = (
-    "downup2: a low-resolution stream upscaled by the receiver. gauss1.5: defocus. motion9: camera shake. "
-    "vc: downup2 plus strong JPEG, the full video-call case. Pick 'already blurry' for a photo that is soft "
-    "to begin with: there is then no sharp original to score against."
+MAIN_MODELS = ("teacher", "student")  # always shown when shipped; the classical peers the user keeps follow them
+PRESET_HELP = " ".join(f"{name}: {PRESET_SUMMARIES[name]}." for name in PRESETS) + (
+    " Pick 'already blurry' for a photo that is soft to begin with: there is then no sharp original to score against."
+)
+PEER_HELP = (
+    "Non-learned sharpeners, each at the setting tuned on the validation images (models/<peer>.json): "
+    + "; ".join(f"{name}: {CLASSICAL[name].description}" for name in list_peers())
 )
 ZOOMS = (2, 3, 4, 6, 8)
 ZOOM_SIZE = 160  # px; crops are shown at exactly this size, so the browser never smooths the enlarged pixels
@@ -76,23 +79,25 @@ def degradation_ui() -> tuple[str | None, float]:
 
 
 def models_ui() -> dict[str, sharpkd.Sharpener]:
-    """Teacher, student and unsharp mask, plus the students the user ticks (shipped ones and ones trained here)."""
+    """Teacher, student and the classical peers, plus the students the user ticks (shipped ones and ones trained
+    here)."""
     shipped = sharpkd.list_pretrained()
     trained = trained_models()
     others = [n for n in shipped if n not in MAIN_MODELS]
+    peers = st.multiselect("Classical peers", list_peers(), default=list_peers(), help=PEER_HELP, key="cmp_peers")
     extra = st.multiselect(
         "More students",
         [*others, *trained],
         default=list(trained),
-        help="Teacher, student and unsharp mask always run; tick shipped students or ones trained on the Train page",
+        help="Teacher and student always run; tick shipped students or ones trained on the Train page",
         key="cmp_extra",
     )
     if not shipped:
         st.info(
-            "No trained models found in models/ (or $SHARPKD_MODELS), so only the unsharp-mask baseline runs. "
+            "No trained models found in models/ (or $SHARPKD_MODELS), so only the classical peers run. "
             "Train a student on the Train page to compare it here."
         )
-    models = load_models([n for n in MAIN_MODELS if n in shipped] + ["unsharp"] + [n for n in extra if n in others])
+    models = load_models([n for n in MAIN_MODELS if n in shipped] + peers + [n for n in extra if n in others])
     models.update({n: trained[n] for n in extra if n in trained})
     return models
 
@@ -121,7 +126,7 @@ def label(result: Comparison, name: str) -> str:
         return "original (sharp)"
     if name == INPUT:
         return f"degraded: {result.degradation} x{result.strength:g}" if result.has_reference else "your photo (input)"
-    return name
+    return model_label(name, models[name]) if name in models else name
 
 
 def score_line(scores: dict[str, float]) -> str:
@@ -162,7 +167,10 @@ def timing_chart(result: Comparison) -> go.Figure:
 
 
 st.title("Compare")
-st.caption("One photo through the teacher, the student, an unsharp mask and any other students you tick.")
+st.caption(
+    "One photo through the teacher, the student, the classical peers (tuned on the validation images) and any other "
+    "students you tick."
+)
 
 source_col, degradation_col, models_col = st.columns([2, 1, 1])
 with source_col:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 import sharpkd.reporting.catalog
+from sharpkd.degrade import CODEC_PRESETS, PRESETS, SYNTHETIC_PRESETS
 
 st.title("sharpkd: sharper video calls, in real time, on a CPU")
 st.markdown(
@@ -15,7 +16,7 @@ st.markdown(
 st.subheader("How to use it")
 st.page_link(
     "pages/compare.py",
-    label="**Compare**: see the teacher, the student and an unsharp mask side by side",
+    label="**Compare**: see the teacher, the student and tuned classical sharpeners side by side",
     icon=":material/compare:",
 )
 st.markdown(
@@ -43,7 +44,11 @@ st.subheader("Shipped models")
 rows = sharpkd.reporting.catalog.model_cards_table()
 if rows:
     st.dataframe(rows, hide_index=True, key="home_cards")
-    st.caption("PSNR/SSIM: mean over the four evaluation degradations. Speed: 1080p frames on the reference CPU.")
+    st.caption(
+        f"PSNR/SSIM: mean over the {len(PRESETS)} evaluation presets ({', '.join(SYNTHETIC_PRESETS)} synthetic, "
+        f"{', '.join(CODEC_PRESETS)} real video codecs). Classical peers at their tuned settings. Speed: 1080p frames "
+        "on the reference CPU."
+    )
 else:
     st.info("No model cards (models/*.json) yet: the trained models and their cards have not been shipped.")
 readme = sharpkd.reporting.catalog.models_readme()

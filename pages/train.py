@@ -12,7 +12,7 @@ import sharpkd
 import sharpkd.app.jobs
 from pages import JOB_KEY, UPLOAD_TYPES, decode_upload, load_models, trained_models
 from sharpkd.app.jobs import JobConfig, JobSnapshot, TrainingJob
-from sharpkd.degrade import list_degradations
+from sharpkd.degrade import PRESETS, list_degradations
 from sharpkd.errors import SharpkdError
 from sharpkd.models import list_models
 
@@ -58,7 +58,8 @@ def settings_ui(has_teacher: bool, disabled: bool) -> JobConfig | None:
         "Training degradation",
         degradations,
         index=degradations.index(DEFAULTS.degradation),
-        help="presets: the four evaluation degradations; mix: random blur, resize, noise and JPEG chains",
+        help=f"presets: the {len(PRESETS)} evaluation presets ({', '.join(PRESETS)}); mix: random blur, resize, "
+        "noise and JPEG chains; mix+presets: half each",
         disabled=disabled,
         key="tr_degradation",
     )

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from sharpkd.degrade import degrade, list_degradations
+from sharpkd.degrade import context_margin, degrade, list_degradations
 from sharpkd.errors import DatasetError, SharpkdError
 from sharpkd.images import IMAGE_SUFFIXES, is_image_path, read_image
 
@@ -195,7 +195,7 @@ class SyntheticPairs(Dataset):
         img = self.images[index % len(self.images)]
         H, W = img.shape[:2]
         P = self.patch_size
-        m = min(16, (H - P) // 2, (W - P) // 2)  # degradation margin, cut away after degrading
+        m = min(context_margin(self.degradation), (H - P) // 2, (W - P) // 2)  # degraded too, then cut away
         top = int(torch.randint(m, H - P - m + 1, (), generator=g))
         left = int(torch.randint(m, W - P - m + 1, (), generator=g))
         crop = img[top - m : top + P + m, left - m : left + P + m]

@@ -5,8 +5,10 @@ All images are ``(B, C, H, W)`` floats in [0, 1]. Names understood by :func:`par
 ============ =========================================================================================
 ``l1``        Charbonnier (smooth L1, eps 1e-3) to ground truth
 ``mse``       mean squared error to ground truth
+``psnr``      minus the mean per-image PSNR (dB) to ground truth: every sample weighted by its relative error
 ``kd``        L1 to the teacher's output (output-level distillation)
 ``kd_mse``    MSE to the teacher's output
+``kd_psnr``   minus the mean per-image PSNR (dB) to the teacher's output (pairs with ``psnr``)
 ``feat``      L1 between 1x1-adapted student features and teacher features (feature distillation)
 ``ssim``      1 - SSIM to ground truth (Gaussian window, :func:`sharpkd.metrics.ssim`)
 ``msssim``    1 - MS-SSIM to ground truth (pytorch-msssim; window shrunk to fit small patches)
@@ -28,13 +30,26 @@ import torch.nn.functional as F
 
 from sharpkd.metrics import sobel_kernels, ssim
 
-LOSS_NAMES = ("l1", "mse", "kd", "kd_mse", "feat", "ssim", "msssim", "edge", "fft", "vgg")
-TEACHER_LOSSES = ("kd", "kd_mse", "feat")
+LOSS_NAMES = ("l1", "mse", "psnr", "kd", "kd_mse", "kd_psnr", "feat", "ssim", "msssim", "edge", "fft", "vgg")
+TEACHER_LOSSES = ("kd", "kd_mse", "kd_psnr", "feat")
 
 
 def charbonnier(pred: torch.Tensor, gt: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
     """Charbonnier loss ``mean(sqrt((pred - gt)^2 + eps^2))``: L1 that is smooth at zero."""
     return torch.sqrt((pred - gt) ** 2 + eps * eps).mean()
+
+
+def psnr_loss(pred: torch.Tensor, gt: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Minus the mean per-image PSNR in dB, up to a constant: ``mean_i 10 log10(mse_i + eps)`` (NAFNet's PSNR loss).
+
+    Unlike L1 or MSE over the batch, every image counts by its *relative* error, so heavily damaged samples (codec
+    frames) do not drown out the gradient of mildly blurred ones: what is minimised is the mean PSNR gain itself.
+
+    Shape:
+        ``(B, C, H, W)`` twice -> a scalar.
+    """
+    mse = (pred - gt).square().mean(dim=(1, 2, 3))  # (B,)
+    return 10.0 * torch.log10(mse + eps).mean()
 
 
 def ssim_loss(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
@@ -227,8 +242,10 @@ class LossMix(nn.Module):
         fns = {
             "l1": lambda: charbonnier(pred, gt),
             "mse": lambda: F.mse_loss(pred, gt),
+            "psnr": lambda: psnr_loss(pred, gt),
             "kd": lambda: F.l1_loss(pred, teacher_pred),
             "kd_mse": lambda: F.mse_loss(pred, teacher_pred),
+            "kd_psnr": lambda: psnr_loss(pred, teacher_pred),
             "feat": lambda: feature_loss(student_feats, teacher_feats, self.adapter),
             "ssim": lambda: ssim_loss(pred.clamp(0, 1), gt),
             "msssim": lambda: msssim_loss(pred.clamp(0, 1), gt),

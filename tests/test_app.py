@@ -19,11 +19,13 @@ import streamlit as st
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+import sharpkd
 import sharpkd.app.compare
 import sharpkd.app.jobs
 import sharpkd.data
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
+PEERS = ["unsharp", "cas", "ffmpeg-unsharp"]  # the classical peers, shown and timed by default
 TIMEOUT = 120  # seconds per script run; generous for a busy 2-core machine
 WAIT_S = 300  # for a training thread to finish
 
@@ -160,15 +162,17 @@ def test_compare_gallery_renders_every_panel_and_metric(app, fake_compare, small
     assert len(fake_compare.calls) == 1
     image, degradation, strength, names = fake_compare.calls[0]
     np.testing.assert_array_equal(image, small_photos["astronaut"])
-    assert (degradation, strength, names) == ("vc", 1.0, ["teacher", "student", "unsharp"])
+    assert (degradation, strength, names) == ("vc", 1.0, ["teacher", "student", *PEERS])
 
-    panels = ["original (sharp)", "degraded: vc x1", "teacher", "student", "unsharp"]
+    # the peers are captioned with their setting (no cards in the tiny models folder: the registered defaults)
+    peer_labels = ["unsharp (sigma 2, amount 1)", "cas (strength 0.5)", "ffmpeg-unsharp (amount 1)"]
+    panels = ["original (sharp)", "degraded: vc x1", "teacher", "student", *peer_labels]
     captions = _image_captions(at)
     for label in panels:
         assert captions.count(label) == 2, label  # the panel and its zoomed crop
-    assert sum(c.startswith("PSNR ") and " dB · SSIM " in c for c in _captions(at)) == 4  # input and 3 outputs
-    assert [d.label for d in at.get("download_button")] == ["Download PNG"] * 4
-    assert list(at.dataframe[0].value["image"]) == ["original", "input", "teacher", "student", "unsharp"]
+    assert sum(c.startswith("PSNR ") and " dB · SSIM " in c for c in _captions(at)) == 6  # input and 5 outputs
+    assert [d.label for d in at.get("download_button")] == ["Download PNG"] * 6
+    assert list(at.dataframe[0].value["image"]) == ["original", "input", "teacher", "student", *PEERS]
     assert len(at.get("plotly_chart")) == 1  # inference time per model
     wipe = at.get("iframe")
     assert len(wipe) == 1 and "data:image/png;base64," in wipe[0].proto.srcdoc
@@ -178,8 +182,29 @@ def test_compare_with_real_tiny_models(app):
     at = _to_compare(app)
     _no_exception(at)
     table = at.dataframe[0].value
-    assert list(table["image"]) == ["original", "input", "teacher", "student", "unsharp"]
+    assert list(table["image"]) == ["original", "input", "teacher", "student", *PEERS]
     assert table["PSNR (dB)"].iloc[1:].notna().all() and table["SSIM"].iloc[1:].between(0, 1).all()
+
+
+def test_compare_peers_use_their_tuned_card_and_can_be_dropped(app, fake_compare, tiny_models_dir):
+    (tiny_models_dir / "cas.json").write_text(json.dumps({"name": "cas", "classical": {"setting": {"strength": 0.9}}}))
+    st.cache_resource.clear()  # models are cached per process: load the peer again with its card
+    at = _to_compare(app)
+    _no_exception(at)
+    assert "cas (strength 0.9)" in _image_captions(at)
+    peers = at.multiselect(key="cmp_peers")
+    assert peers.options == PEERS and peers.value == PEERS
+    peers.set_value(["cas"]).run()
+    _no_exception(at)
+    assert fake_compare.calls[-1][3] == ["teacher", "student", "cas"]
+
+
+def test_compare_offers_the_six_presets(app, fake_compare):
+    at = _to_compare(app)
+    assert at.selectbox(key="cmp_degr").options == [*sharpkd.PRESETS, "already blurry (no sharp original)"]
+    at.selectbox(key="cmp_degr").set_value("h264").run()
+    _no_exception(at)
+    assert fake_compare.calls[-1][1] == "h264" and "degraded: h264 x1" in _image_captions(at)
 
 
 def test_compare_other_degradations_and_zoom(app, fake_compare):
@@ -203,7 +228,7 @@ def test_compare_already_blurry_explains_missing_reference(app, fake_compare):
     assert fake_compare.calls[-1][1] is None
     assert any("SSIM and PSNR need a sharp reference" in i.value for i in at.info)
     assert not any("PSNR" in c for c in _captions(at))
-    assert sum(c.startswith("sharpness ") for c in _captions(at)) == 4  # input and three outputs
+    assert sum(c.startswith("sharpness ") for c in _captions(at)) == 6  # input and five outputs
     assert "original (sharp)" not in _image_captions(at)
     assert "PSNR (dB)" not in at.dataframe[0].value.columns
 
@@ -214,7 +239,7 @@ def test_compare_lists_other_shipped_students(app, fake_compare):
     assert set(extra.options) == {"conv4", "resattn", "sepunet", "student-nokd"}
     extra.set_value(["sepunet"]).run()
     _no_exception(at)
-    assert fake_compare.calls[-1][3] == ["teacher", "student", "unsharp", "sepunet"]
+    assert fake_compare.calls[-1][3] == ["teacher", "student", *PEERS, "sepunet"]
 
 
 def test_compare_without_models_still_runs_unsharp(app, fake_compare, tiny_models_dir):
@@ -223,7 +248,7 @@ def test_compare_without_models_still_runs_unsharp(app, fake_compare, tiny_model
     at = _to_compare(app)
     _no_exception(at)
     assert any("No trained models found" in i.value for i in at.info)
-    assert fake_compare.calls[-1][3] == ["unsharp"]
+    assert fake_compare.calls[-1][3] == PEERS
 
 
 def _upload(at: AppTest, name: str, data: bytes, mime: str) -> AppTest:
@@ -407,10 +432,11 @@ def test_benchmark_measures_and_plots(app, monkeypatch):
     at.button(key="bench_run").click().run()
     _no_exception(at)
     models, sizes, repeats = calls[0]
-    assert models == {"teacher": "teacher", "student": "student", "unsharp": "unsharp"}
+    assert models == {"teacher": "teacher", "student": "student"} | {p: p for p in PEERS}
     assert sizes == ["320x180", "360p", "720p"] and repeats == 3
     assert len(at.get("plotly_chart")) == 2  # latency and FPS against resolution
-    assert len(at.dataframe[0].value) == 9
+    assert len(at.dataframe[0].value) == 15  # 5 models x 3 sizes
+    assert any("No classical peer cards" in i.value for i in at.info)
 
 
 def test_benchmark_quality_speed_scatter_from_cards(tiny_models_dir, app):
@@ -423,3 +449,21 @@ def test_benchmark_quality_speed_scatter_from_cards(tiny_models_dir, app):
     assert len(charts) == 1
     figure = json.loads(charts[0].proto.spec)
     assert sorted(t["text"][0] for t in figure["data"]) == ["student", "teacher"]
+
+
+def test_benchmark_lists_the_peers_from_their_cards(tiny_models_dir, app):
+    card = {
+        "name": "cas",
+        "kind": "classical",
+        "metrics": {"mean": {"psnr": 26.0, "ssim": 0.8, "gain": 0.09}},
+        "classical": {"description": "FFmpeg CAS", "engine": "ffmpeg", "setting": {"strength": 0.75}},
+        "speed": {"fps": 90.0},
+    }
+    (tiny_models_dir / "cas.json").write_text(json.dumps(card))
+    at = app.switch_page("pages/benchmark.py").run()
+    _no_exception(at)
+    (peers,) = at.dataframe  # no latency table before Measure is pressed
+    table = peers.value
+    assert list(table["peer"]) == ["cas"] and table["tuned setting"].iloc[0] == "strength 0.75"
+    figure = json.loads(at.get("plotly_chart")[0].proto.spec)  # the peer is on the quality-speed scatter too
+    assert [t["text"] for t in figure["data"]] == [["cas"]] and figure["data"][0]["name"] == "classical"

@@ -79,3 +79,40 @@ def test_run_benchmark_rejects_bad_config(tiny_models_dir: Path) -> None:
         run_benchmark(BenchmarkConfig(resolutions=("8k",)))
     with pytest.raises(CheckpointError, match="nope"):
         run_benchmark(BenchmarkConfig(models=("nope",), resolutions=("32x24",), backends=("torch",), isolate=False))
+
+
+def test_the_ffmpeg_peers_are_timed_with_their_engine_and_setting(tmp_path: Path, monkeypatch) -> None:
+    pytest.importorskip("av")
+    import sharpkd.runtime.sharpener as sharpener
+
+    monkeypatch.setenv("SHARPKD_MODELS", str(tmp_path))
+    loaded = []
+
+    def spy(name, **kw):
+        loaded.append((name, kw["setting"], kw["threads"]))
+        return load(name, **kw)
+
+    monkeypatch.setattr(sharpener, "load", spy)
+    cfg = BenchmarkConfig(
+        models=("cas", "ffmpeg-unsharp", "unsharp"),
+        resolutions=("32x24",),
+        backends=("torch", "onnx"),  # classical methods ignore the backends: one row each, named by engine
+        repeats=2,
+        warmup=1,
+        threads=1,
+        isolate=False,
+        classical_settings={"cas": {"strength": 0.9}},
+    )
+    report = run_benchmark(cfg)
+    assert [(r.model, r.backend) for r in report.results] == [
+        ("cas", "ffmpeg"),
+        ("ffmpeg-unsharp", "ffmpeg"),
+        ("unsharp", "opencv"),
+    ]
+    assert all(r.p50_ms > 0 and r.parameters == 0 and r.macs == 0 for r in report.results)
+    # the given setting, else what load() picks (the card, here none); the FFmpeg filters run on the thread count
+    assert loaded == [("cas", {"strength": 0.9}, 1), ("ffmpeg-unsharp", None, 1), ("unsharp", None, 1)]
+
+
+def test_the_default_benchmark_times_the_peers() -> None:
+    assert BenchmarkConfig().models == ("student", "teacher", "unsharp", "cas", "ffmpeg-unsharp")

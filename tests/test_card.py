@@ -1,4 +1,5 @@
-"""Tests for reporting.card: the ModelCard schema reads every shipped card and writes it back unchanged."""
+"""Tests for reporting.card: the ModelCard schema reads every shipped card (models and classical peers) and writes it
+back unchanged."""
 
 from __future__ import annotations
 
@@ -10,14 +11,21 @@ import pytest
 
 from sharpkd.errors import CardError, SharpkdError
 from sharpkd.reporting.benchmark import BenchmarkReport, BenchmarkResult
-from sharpkd.reporting.card import MeanScore, ModelCard, Quality, Score, Speed, read_cards
+from sharpkd.reporting.card import Classical, GridPoint, MeanScore, ModelCard, Quality, Score, Speed, read_cards
+from sharpkd.runtime.classical import list_peers
 
 SHIPPED_MODELS = Path(__file__).resolve().parent.parent / "models"
 SHIPPED_CARDS = sorted(SHIPPED_MODELS.glob("*.json"))
 
 
 def test_every_checkpoint_has_a_shipped_card() -> None:
-    assert sorted(p.stem for p in SHIPPED_CARDS) == sorted(p.stem for p in SHIPPED_MODELS.glob("*.pt"))
+    # the other cards are the classical peers' (written by the same `sharpkd cards`), which have no checkpoint
+    checkpoints = {p.stem for p in SHIPPED_MODELS.glob("*.pt")}
+    assert checkpoints <= {p.stem for p in SHIPPED_CARDS}
+    for path in SHIPPED_CARDS:
+        if path.stem not in checkpoints:
+            card = ModelCard.read(path)
+            assert path.stem in list_peers() and card.kind == "classical" and card.classical is not None
 
 
 @pytest.mark.parametrize("path", SHIPPED_CARDS, ids=lambda p: p.stem)
@@ -68,6 +76,43 @@ def test_partial_card_reads_with_defaults(tmp_path: Path) -> None:
     assert ModelCard.from_json(written) == card
 
 
+def test_a_classical_peer_card_round_trips_with_its_grid_and_synthetic_means(tmp_path: Path) -> None:
+    metrics = {
+        "vc": {"psnr": 27.0, "ssim": 0.8},
+        "synthetic": {"psnr": 27.0, "ssim": 0.8, "gain": 0.1},
+        "mean": {"psnr": 26.0, "ssim": 0.7, "gain": 0.05},
+    }
+    raw = {
+        "name": "cas",
+        "kind": "classical",
+        "metrics": metrics,
+        "classical": {
+            "description": "FFmpeg contrast adaptive sharpening",
+            "engine": "ffmpeg",
+            "setting": {"strength": 0.75},
+            "objective": "best mean PSNR gain",
+            "best_for": {"vc": {"strength": 0.25}},
+            "grid": [{"setting": {"strength": s}, "metrics": metrics} for s in (0.25, 0.75)],
+        },
+    }
+    (tmp_path / "cas.json").write_text(json.dumps(raw))
+    card = ModelCard.read(tmp_path / "cas.json")
+    assert card.metrics.score("synthetic") == MeanScore(27.0, 0.8, 0.1) and list(card.metrics.degradations) == ["vc"]
+    assert card.metrics.score("mean").gain == 0.05
+    assert card.classical == Classical(
+        "FFmpeg contrast adaptive sharpening",
+        "ffmpeg",
+        {"strength": 0.75},
+        "best mean PSNR gain",
+        {"vc": {"strength": 0.25}},
+        [GridPoint({"strength": s}, Quality.from_json(metrics)) for s in (0.25, 0.75)],
+    )
+    written = card.to_json()
+    assert written["classical"] == raw["classical"] and written["metrics"] == metrics
+    assert list(written).index("classical") == list(written).index("validation") + 1
+    assert "classical" not in ModelCard(name="student").to_json()  # model cards have no such section
+
+
 def test_non_finite_numbers_and_tuples_are_written_as_strict_json() -> None:
     metrics = Quality({"vc": Score(float("inf"), 0.5)}, MeanScore(float("nan"), 0.5, 0.0))
     card = ModelCard(name="x", config={"enc_blocks": (1, 2)}, metrics=metrics)
@@ -104,6 +149,9 @@ def test_speed_from_a_benchmark_result_uses_the_card_keys() -> None:
         ('{"metrics": {"vc": 3}}', "metrics.vc must be a JSON object"),
         ('{"validation": {"images": ["a", 2]}}', r"validation.images\[1\] must be a string"),
         ('{"video_1080p": [{"width": 1.5}]}', r"video_1080p\[0\].width must be an integer"),
+        ('{"classical": {"setting": [1]}}', "classical.setting must be a JSON object"),
+        ('{"classical": {"grid": [{"metrics": {"vc": 1}}]}}', r"classical.grid\[0\].metrics.vc must be a JSON object"),
+        ('{"metrics": {"synthetic": {"gain": "big"}}}', "metrics.synthetic.gain must be a number"),
     ],
 )
 def test_bad_cards_raise_card_error_naming_the_file_and_field(tmp_path: Path, text: str, match: str) -> None:

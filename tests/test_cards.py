@@ -1,4 +1,5 @@
-"""Tests for reporting.cards: write_cards on tiny checkpoints writes cards and README tables that agree."""
+"""Tests for reporting.cards: write_cards on tiny checkpoints writes model cards, tuned peer cards and README tables
+that agree."""
 
 from __future__ import annotations
 
@@ -15,13 +16,19 @@ from sharpkd.models import count_parameters
 from sharpkd.reporting.card import ModelCard
 from sharpkd.reporting.cards import CardsConfig, write_cards
 from sharpkd.reporting.measure import conv_macs
+from sharpkd.reporting.tuning import best_per_preset_from_cards
+from sharpkd.runtime.classical import CLASSICAL, format_setting, list_peers
+from sharpkd.runtime.sharpener import load
+
+PEERS = ["unsharp", "cas", "ffmpeg-unsharp"]
 
 
 def test_write_cards_for_tiny_models(tiny_models_dir: Path) -> None:
     cfg = CardsConfig(out_dir=tiny_models_dir, max_side=32, limit=1, command="sharpkd cards --out X --limit 1")
     written = write_cards(cfg, date="2026-01-02")
     names = ["teacher", "student", "conv4", "resattn", "sepunet", "student-nokd"]
-    assert [p.name for p in written] == [f"{n}.json" for n in names] + ["README.md"]
+    assert list_peers() == PEERS
+    assert [p.name for p in written] == [f"{n}.json" for n in names + PEERS] + ["README.md"]
 
     for name in names:
         card = json.loads((tiny_models_dir / f"{name}.json").read_text())
@@ -31,23 +38,61 @@ def test_write_cards_for_tiny_models(tiny_models_dir: Path) -> None:
         assert card["macs_1080p"] == conv_macs(model, 1080, 1920)
         assert card["training"] == meta == {"preset": card["training"]["preset"], "tiny": True}
         metrics = card["metrics"]
-        assert set(metrics) == {*PRESETS, "mean"}
+        assert list(metrics) == [*PRESETS, "synthetic", "mean"]  # six presets, the synthetic mean, the mean
         assert all(math.isfinite(v) for scores in metrics.values() for v in scores.values())
+        assert list(card["baselines"]) == ["input", *PEERS, "best-classical"]
         assert card["baselines"]["input"]["mean"]["gain"] == 0.0
         assert card["validation"]["images"] == ["astronaut"] and card["validation"]["max_side"] == 32
         assert card["generated"] == {"command": "sharpkd cards --out X --limit 1", "date": "2026-01-02"}
         assert "speed" not in card
         assert ModelCard.read(tiny_models_dir / f"{name}.json").to_json() == card  # the schema reads what it wrote
 
+    # one card per classical peer: its tuned setting (which load() now runs), its whole grid, where it is the best
+    best, labels = {}, []
+    for peer in PEERS:
+        card = json.loads((tiny_models_dir / f"{peer}.json").read_text())
+        section = card["classical"]
+        assert card["kind"] == "classical" and card["parameters"] is None and "speed" not in card
+        assert section["engine"] == CLASSICAL[peer].engine and section["description"] == CLASSICAL[peer].description
+        grid = section["grid"]
+        assert [g["setting"] for g in grid] == [CLASSICAL[peer].resolve(s) for s in CLASSICAL[peer].grid]
+        gains = [g["metrics"]["mean"]["gain"] for g in grid]
+        tuned = grid[gains.index(max(gains))]
+        assert section["setting"] == tuned["setting"] and card["metrics"] == tuned["metrics"]
+        labels.append(f"{peer} ({format_setting(section['setting'])})")
+        assert load(peer).setting == section["setting"]  # $SHARPKD_MODELS points at these cards
+        assert ModelCard.read(tiny_models_dir / f"{peer}.json").to_json() == card
+        for preset, setting in section["best_for"].items():
+            row = next(g["metrics"] for g in grid if g["setting"] == setting)
+            best[preset] = (peer, setting, row[preset])
+    assert best_per_preset_from_cards() == {preset: (peer, setting) for preset, (peer, setting, _) in best.items()}
+    assert sorted(best) == sorted(PRESETS)  # every preset has exactly one best peer and setting
+    student = json.loads((tiny_models_dir / "student.json").read_text())
+    for preset, (_, _, score) in best.items():
+        assert student["baselines"]["best-classical"][preset] == score
+        assert score["psnr"] >= max(student["baselines"][p][preset]["psnr"] for p in PEERS)
+
     readme = (tiny_models_dir / "README.md").read_text()
     assert readme.startswith(
         "# sharpkd models\n\nRegenerated on 2026-01-02 by:\n\n```\nsharpkd cards --out X --limit 1\n"
     )
-    table = [line for line in readme.splitlines() if line.startswith("| ")]
+    quality = readme[readme.index("## Quality") : readme.index("## Classical peers")]
+    table = [line for line in quality.splitlines() if line.startswith("| ")]
     assert sum(line.startswith("| method") for line in table) == 1  # one table
-    assert [line.split(" | ")[0][2:] for line in table[1:]] == ["input (degraded)", "unsharp mask", *names]
+    assert table[0].startswith("| method | params | GMACs @1080p | downup2 SSIM | downup2 PSNR |")
+    assert table[0].endswith("| vp8 SSIM | vp8 PSNR | synthetic PSNR | synthetic gain | mean PSNR | gain (dB) |")
+    assert [line.split(" | ")[0][2:] for line in table[1:]] == [
+        "input (degraded)",
+        *labels,  # each peer with its tuned setting
+        "best classical, tuned per preset",
+        *names,
+    ]
+    assert "best classical, tuned per preset: downup2 " in quality  # the note naming each preset's choice
+    tuning = readme[readme.index("## Classical peers") :].splitlines()
+    grid_rows = [line for line in tuning if line.startswith("| ") and not line.startswith("| peer")]
+    assert len(grid_rows) == sum(len(CLASSICAL[p].grid) for p in PEERS)
+    assert sum("**" in line for line in grid_rows) == len(PEERS)  # one tuned setting per peer
     # the README's numbers are the cards' numbers
-    student = json.loads((tiny_models_dir / "student.json").read_text())
     student_row = next(line for line in table if line.startswith("| student |"))
     assert f" {student['metrics']['vc']['psnr']:.2f} |" in student_row
     assert student_row.endswith(f" {student['metrics']['mean']['gain']:+.2f} |")
@@ -71,20 +116,29 @@ def test_write_cards_with_speed_table(tiny_models_dir: Path) -> None:
         video_frames=6,
         readme=tiny_models_dir / "PROJECT.md",
     )
-    (tiny_models_dir / "PROJECT.md").write_text("# P\n\n<!-- results:start -->\nold\n<!-- results:end -->\n")
+    (tiny_models_dir / "PROJECT.md").write_text("# P\n\n<!-- results:start -->\nOLD BLOCK\n<!-- results:end -->\n")
     written = write_cards(cfg, date="2026-01-02")
-    assert [p.name for p in written] == ["student.json", "student-nokd.json", "README.md", "PROJECT.md"]
+    assert [p.name for p in written] == ["student.json", "student-nokd.json", *[f"{p}.json" for p in PEERS]] + [
+        "README.md",
+        "PROJECT.md",
+    ]
     readme = (tiny_models_dir / "README.md").read_text()
     section = readme[readme.index("## Speed") : readme.index("## Video")].splitlines()
     rows = [line for line in section if line.startswith("| ") and not line.startswith("| model")]
-    assert [r.split(" | ")[0][2:] for r in rows] == ["unsharp mask", "student", "student-nokd"]
+    assert [r.split(" | ")[:2] for r in rows][3:] == [["| student", "torch"], ["| student-nokd", "torch"]]
+    # the tuned peers are timed like the models, once each, with their engine in the backend column
+    peer_cards = {p: json.loads((tiny_models_dir / f"{p}.json").read_text()) for p in PEERS}
+    for row, (peer, card) in zip(rows, peer_cards.items()):
+        label = f"{peer} ({format_setting(card['classical']['setting'])})"
+        assert row.startswith(f"| {label} | {CLASSICAL[peer].engine} | {card['speed']['1080p_p50_ms']:.1f} |")
+        assert list(card["speed_by_backend"]) == [CLASSICAL[peer].engine]
     card = json.loads((tiny_models_dir / "student.json").read_text())
     speed = card["speed"]
     assert card["speed_by_backend"] == {"torch": speed}
     assert speed["backend"] == "torch" and speed["1080p_p50_ms"] > 0 and speed["threads"] == 1
     assert speed["fps"] == pytest.approx(1000 / speed["1080p_p50_ms"])
     assert speed["ratio_to_unsharp"] == pytest.approx(speed["1080p_p50_ms"] / speed["unsharp_ms"])
-    assert f"| {speed['1080p_p50_ms']:.1f} |" in rows[1]
+    assert f"| {speed['1080p_p50_ms']:.1f} |" in rows[3]
     # the default student's whole-clip video benchmark: decode + sharpen + encode, every frame counted
     (video,) = card["video_1080p"]
     assert (video["width"], video["height"], video["frames"]) == (64, 48, 6)
@@ -92,7 +146,7 @@ def test_write_cards_with_speed_table(tiny_models_dir: Path) -> None:
     assert "## Video" in readme and f"| torch | {video['processing_fps']:.1f} |" in readme
     assert ModelCard.read(tiny_models_dir / "student.json").to_json() == card
     project = (tiny_models_dir / "PROJECT.md").read_text()  # the project README carries the same tables
-    assert "old" not in project and "### Speed" in project and f"| {speed['1080p_p50_ms']:.1f} |" in project
+    assert "OLD BLOCK" not in project and "### Speed" in project and f"| {speed['1080p_p50_ms']:.1f} |" in project
 
 
 def test_write_cards_needs_checkpoints(tmp_path: Path) -> None:

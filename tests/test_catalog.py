@@ -7,7 +7,7 @@ import json
 import pytest
 
 from sharpkd.reporting.card import read_cards
-from sharpkd.reporting.catalog import model_cards_table, models_readme, quality_speed_points
+from sharpkd.reporting.catalog import classical_peers_table, model_cards_table, models_readme, quality_speed_points
 
 CARD = {
     "name": "student",
@@ -38,6 +38,43 @@ def test_model_cards_table_reads_cards_and_skips_broken_ones(tmp_path):
     assert [(p["model"], p["psnr"], p["fps"]) for p in points] == [("student", 29.0, 50.0)]
 
 
+PEER = {
+    "name": "cas",
+    "kind": "classical",
+    "metrics": {"mean": {"psnr": 26.0, "gain": 0.09}, "synthetic": {"psnr": 27.0, "gain": 0.14}},
+    "classical": {
+        "description": "FFmpeg contrast adaptive sharpening",
+        "engine": "ffmpeg",
+        "setting": {"strength": 0.75},
+        "best_for": {"vc": {"strength": 0.25}, "h264": {"strength": 0.0}},
+        "grid": [{"setting": {"strength": s}} for s in (0.0, 0.25, 0.75)],
+    },
+    "speed": {"1080p_p50_ms": 10.0, "fps": 100.0},
+}
+
+
+def test_classical_peers_table_lists_only_peer_cards(tmp_path):
+    (tmp_path / "student.json").write_text(json.dumps(CARD))
+    (tmp_path / "cas.json").write_text(json.dumps(PEER))
+    (tmp_path / "unsharp.json").write_text(json.dumps({"name": "unsharp", "kind": "classical"}))  # no section yet
+    assert classical_peers_table(tmp_path) == [
+        {
+            "peer": "cas",
+            "what it is": "FFmpeg contrast adaptive sharpening",
+            "engine": "ffmpeg",
+            "tuned setting": "strength 0.75",
+            "settings tried": 3,
+            "gain (mean)": 0.09,
+            "gain (synthetic)": 0.14,
+            "best classical on": "vc, h264",
+            "FPS": 100.0,
+        }
+    ]
+    rows = {row["model"]: row for row in model_cards_table(tmp_path)}  # the peers are in the cards table too
+    assert rows["cas"]["kind"] == "classical" and rows["cas"]["gain (synthetic)"] == 0.14
+    assert rows["student"]["gain (synthetic)"] is None
+
+
 def test_quality_speed_points_derive_fps_from_ms(tmp_path):
     card = dict(CARD, speed={"1080p_p50_ms": 40.0})
     (tmp_path / "student.json").write_text(json.dumps(card))
@@ -47,6 +84,7 @@ def test_quality_speed_points_derive_fps_from_ms(tmp_path):
 def test_model_cards_absent(tmp_path, monkeypatch):
     monkeypatch.setenv("SHARPKD_MODELS", str(tmp_path / "missing"))
     assert read_cards() == [] and model_cards_table() == [] and quality_speed_points() == []
+    assert classical_peers_table() == []
     assert models_readme() is None
     (tmp_path / "README.md").write_text("# Models\n")
     assert models_readme(tmp_path) == "# Models\n"

@@ -193,14 +193,13 @@ def test_evaluate_json(tiny_models_dir: Path, capsys) -> None:
     args = ["evaluate", "--models", "student,teacher", "--limit", "2", "--max-side", "40", "--json"]
     assert main(args) == 0
     result = json.loads(capsys.readouterr().out)
-    assert list(result["rows"]) == ["input", "unsharp", "student", "teacher"]
-    assert result["images"] == ["astronaut", "coffee"] and result["degradations"] == list(
-        ("downup2", "gauss1.5", "motion9", "vc")
-    )
+    assert list(result["rows"]) == ["input", "unsharp", "cas", "ffmpeg-unsharp", "student", "teacher"]
+    assert result["images"] == ["astronaut", "coffee"]
+    assert result["degradations"] == ["downup2", "gauss1.5", "motion9", "vc", "h264", "vp8"]
     for row in result["rows"].values():
         for deg in result["degradations"]:
             assert 5 < row[deg]["psnr"] < 60 and -1 <= row[deg]["ssim"] <= 1
-        assert math.isfinite(row["mean"]["gain"])
+        assert math.isfinite(row["mean"]["gain"]) and math.isfinite(row["synthetic"]["gain"])
     assert result["rows"]["input"]["mean"]["gain"] == 0.0
 
 
@@ -211,9 +210,24 @@ def test_evaluate_table(tiny_models_dir: Path, capsys) -> None:
     assert "| method | vc SSIM | vc PSNR | mean PSNR | gain (dB) |" in out
     assert [line.split(" | ")[0] for line in out.splitlines() if line.startswith("| ") and "---" not in line][1:] == [
         "| input (degraded)",
-        "| unsharp mask",
+        "| unsharp (sigma 2, amount 1)",  # no peer cards in this models folder: the registered defaults
+        "| cas (strength 0.5)",
+        "| ffmpeg-unsharp (amount 1)",
         "| student",
     ]
+
+
+def test_evaluate_shows_the_tuned_peers_and_the_best_classical_row_from_the_cards(tiny_models_dir: Path, capsys):
+    args = ["cards", "--out", str(tiny_models_dir), "--limit", "1", "--max-side", "24"]
+    assert main(args) == 0
+    assert f"wrote {tiny_models_dir / 'cas.json'}" in capsys.readouterr().out
+    cas = json.loads((tiny_models_dir / "cas.json").read_text())["classical"]
+    assert main(["evaluate", "--models", "student", "--limit", "1", "--max-side", "24"]) == 0
+    out = capsys.readouterr().out
+    rows = [line.split(" | ")[0][2:] for line in out.splitlines() if line.startswith("| ") and "---" not in line]
+    assert f"cas (strength {cas['setting']['strength']:g})" in rows
+    assert rows[-2:] == ["best classical, tuned per preset", "student"]
+    assert "best classical, tuned per preset: downup2 " in out
 
 
 def test_benchmark_json_runs_in_a_worker_process(tiny_models_dir: Path, capsys) -> None:
@@ -227,6 +241,20 @@ def test_benchmark_json_runs_in_a_worker_process(tiny_models_dir: Path, capsys) 
     assert row["unsharp_ms"] > 0 and row["ratio_to_unsharp"] == pytest.approx(row["p50_ms"] / row["unsharp_ms"])
     assert row["parameters"] == count_parameters(load("student").model) and row["macs"] > 0
     assert row["peak_mb"] is not None and row["peak_mb"] >= 0 and row["threads"] == 1
+
+
+def test_benchmark_times_the_peers_by_default() -> None:
+    args = build_parser().parse_args(["benchmark"])
+    assert args.models == "student,teacher,unsharp,cas,ffmpeg-unsharp"
+
+
+def test_degradation_choices_are_the_six_presets_and_the_mixes() -> None:
+    parser = build_parser()
+    assert parser.parse_args(["video", "in.mp4", "-o", "o.mp4", "--degrade", "vp8"]).degrade == "vp8"
+    assert parser.parse_args(["degrade", "x", "-o", "y", "--degradation", "h264"]).degradation == "h264"
+    assert parser.parse_args(["evaluate"]).degradations == "downup2,gauss1.5,motion9,vc,h264,vp8"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["degrade", "x", "-o", "y", "--degradation", "presets+codecs"])  # the dropped mix
 
 
 def test_benchmark_unknown_model_exits_2(tiny_models_dir: Path, capsys) -> None:

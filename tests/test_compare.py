@@ -17,6 +17,7 @@ from sharpkd.app.compare import (
     ORIGINAL,
     compare,
     measure_latency,
+    model_label,
     zoom_crop,
 )
 from sharpkd.app.wipe import wipe_view
@@ -192,6 +193,27 @@ def test_measure_latency_rows(tiny_models_dir):
     for r in rows:
         assert r["ms"] > 0 and r["fps"] == pytest.approx(1000.0 / r["ms"], rel=0.02)
         assert r["megapixels"] == round(r["width"] * r["height"] / 1e6, 3)
+
+
+def test_compare_runs_the_tuned_ffmpeg_peers_and_labels_them(photo, tiny_models_dir):
+    pytest.importorskip("av")
+    (tiny_models_dir / "cas.json").write_text('{"name": "cas", "classical": {"setting": {"strength": 0.9}}}')
+    peers = {name: sharpkd.load(name) for name in ("cas", "ffmpeg-unsharp")}
+    result = compare(photo, "h264", 1.0, peers)
+    assert result.outputs == ["cas", "ffmpeg-unsharp"]
+    assert all(result.panels[n].shape == photo.shape and result.panels[n].dtype == np.uint8 for n in result.outputs)
+    assert np.array_equal(
+        result.panels["cas"], sharpkd.load("cas", setting={"strength": 0.9}).sharpen(result.panels[INPUT])
+    )
+    assert model_label("cas", peers["cas"]) == "cas (strength 0.9)"
+    assert model_label("ffmpeg-unsharp", peers["ffmpeg-unsharp"]) == "ffmpeg-unsharp (amount 1)"  # no card: default
+    assert model_label("student", sharpkd.load("student")) == "student"
+    assert model_label("input", sharpkd.load("input")) == "input"  # no setting to show
+
+
+def test_compare_accepts_every_preset(photo, models):
+    for preset in sharpkd.PRESETS:
+        assert compare(photo[:32, :32], preset, 1.0, {}).degradation == preset
 
 
 def test_measure_latency_accepts_checkpoint_paths(tiny_models_dir):

@@ -19,7 +19,7 @@ from sharpkd.data import (
     to_tensor,
     to_uint8,
 )
-from sharpkd.degrade import gaussian_blur
+from sharpkd.degrade import CODEC_PRESETS, PRESETS, gaussian_blur
 from sharpkd.errors import DatasetError
 from sharpkd.images import IMAGE_SUFFIXES, is_image_path
 
@@ -104,6 +104,22 @@ def test_degrade_image_is_uint8_and_seeded() -> None:
     assert a.shape == img.shape and a.dtype == np.uint8
     assert np.array_equal(a, degrade_image(img, "motion9", seed=3))
     assert not np.array_equal(a, degrade_image(img, "motion9", seed=4))
+
+
+@pytest.mark.parametrize("name", CODEC_PRESETS)
+def test_codec_presets_degrade_uint8_images(name: str) -> None:
+    pytest.importorskip("av")
+    img = _image(24, 30)
+    a = degrade_image(img, name, seed=3)
+    assert a.shape == img.shape and a.dtype == np.uint8 and not np.array_equal(a, img)
+    assert np.array_equal(a, degrade_image(img, name, seed=3))
+
+
+def test_synthetic_pairs_accept_every_preset_and_draw_codecs_in_the_presets_mix() -> None:
+    pytest.importorskip("av")
+    for name in (*PRESETS, "presets"):
+        lq, gt = SyntheticPairs([_image(40, 40)], patch_size=16, degradation=name, repeats=1, seed=0)[0]
+        assert lq.shape == gt.shape == (3, 16, 16)
 
 
 # -- sample images ------------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Tests for reporting.evaluate: uint8 end-to-end evaluation against a hand-computed reference, and its images."""
+"""Tests for reporting.evaluate: uint8 end-to-end evaluation against a hand-computed reference (models, tuned peers,
+the best classical per preset), and its images."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from sharpkd.errors import CheckpointError, DatasetError
 from sharpkd.metrics import psnr, ssim
 from sharpkd.reporting.evaluate import evaluate_models, load_eval_images
 from sharpkd.runtime.classical import unsharp_mask
+from sharpkd.runtime.ffmpeg import cas, ffmpeg_unsharp
 from sharpkd.runtime.sharpener import load
 
 
@@ -32,12 +34,22 @@ def reference_scores(images: dict[str, np.ndarray], deg: str, restore) -> tuple[
 
 
 def test_evaluate_models_matches_a_hand_computed_reference(tiny_models_dir: Path, images) -> None:
-    result = evaluate_models(["student"], images, ("vc", "gauss1.5"))
-    assert list(result["rows"]) == ["input", "unsharp", "student"]
+    result = evaluate_models(["student"], images, ("vc", "gauss1.5"), peer_settings={"cas": {"strength": 0.9}})
+    assert list(result["rows"]) == ["input", "unsharp", "cas", "ffmpeg-unsharp", "student"]
     assert result["images"] == ["left", "right"] and result["sizes"] == [[40, 56], [46, 68]]
+    settings = {"unsharp": {"sigma": 2.0, "amount": 1.0}, "cas": {"strength": 0.9}, "ffmpeg-unsharp": {"amount": 1.0}}
+    assert result["classical"] == settings
+    assert result["best_classical"] == {}  # no per-preset choice given: no best-classical row
     student = load("student")
+    restorers = {
+        "input": lambda x: x,
+        "unsharp": unsharp_mask,
+        "cas": lambda x: cas(x, 0.9),  # the given setting; the others have no card here and run their default
+        "ffmpeg-unsharp": ffmpeg_unsharp,
+        "student": student.sharpen,
+    }
     for deg in ("vc", "gauss1.5"):
-        for method, restore in (("input", lambda x: x), ("unsharp", unsharp_mask), ("student", student.sharpen)):
+        for method, restore in restorers.items():
             p, s = reference_scores(images, deg, restore)
             assert result["rows"][method][deg]["psnr"] == pytest.approx(p, abs=1e-9)
             assert result["rows"][method][deg]["ssim"] == pytest.approx(s, abs=1e-9)
@@ -54,7 +66,36 @@ def test_evaluate_models_reports_progress(tiny_models_dir: Path, images) -> None
     evaluate_models(
         ["student"], images, ("vc",), progress=lambda done, total, label: calls.append((done, total, label))
     )
-    assert calls == [(0, 3, "input vc"), (1, 3, "unsharp vc"), (2, 3, "student vc"), (3, 3, "done")]
+    labels = ["input", "unsharp", "cas", "ffmpeg-unsharp", "student"]
+    assert calls == [(i, 5, f"{label} vc") for i, label in enumerate(labels)] + [(5, 5, "done")]
+
+
+def test_best_classical_row_scores_each_preset_with_its_own_peer(tiny_models_dir: Path, images) -> None:
+    best = {"vc": ("cas", {"strength": 0.25}), "gauss1.5": ("unsharp", {"sigma": 1.0, "amount": 3.0})}
+    result = evaluate_models([], images, ("vc", "gauss1.5"), best_per_preset=best)
+    assert list(result["rows"]) == ["input", "unsharp", "cas", "ffmpeg-unsharp", "best-classical"]
+    row = result["rows"]["best-classical"]
+    assert row["vc"]["psnr"] == pytest.approx(reference_scores(images, "vc", lambda x: cas(x, 0.25))[0], abs=1e-9)
+    p, s = reference_scores(images, "gauss1.5", lambda x: unsharp_mask(x, 1.0, 3.0))
+    assert row["gauss1.5"] == {"psnr": pytest.approx(p, abs=1e-9), "ssim": pytest.approx(s, abs=1e-9)}
+    assert result["best_classical"] == {
+        "vc": {"method": "cas", "setting": {"strength": 0.25}},
+        "gauss1.5": {"method": "unsharp", "setting": {"sigma": 1.0, "amount": 3.0}},
+    }
+    # a choice that misses a degradation gives no row (rather than a row that is not the best on every column)
+    partial = evaluate_models([], images, ("vc", "downup2"), best_per_preset=best)
+    assert "best-classical" not in partial["rows"] and partial["best_classical"] == {}
+
+
+def test_six_presets_by_default_with_a_synthetic_mean(tiny_models_dir: Path, photo: np.ndarray) -> None:
+    result = evaluate_models([], {"crop": np.ascontiguousarray(photo[:24, :24])})
+    assert result["degradations"] == ["downup2", "gauss1.5", "motion9", "vc", "h264", "vp8"]
+    for row in result["rows"].values():
+        assert list(row)[-2:] == ["synthetic", "mean"]
+        synthetic = np.mean([row[d]["psnr"] for d in ("downup2", "gauss1.5", "motion9", "vc")])
+        assert row["synthetic"]["psnr"] == pytest.approx(synthetic)
+        assert row["mean"]["psnr"] == pytest.approx(np.mean([row[d]["psnr"] for d in result["degradations"]]))
+    assert result["rows"]["input"]["synthetic"]["gain"] == 0.0
 
 
 def test_evaluate_models_rejects_bad_arguments(tiny_models_dir: Path, images) -> None:

@@ -144,7 +144,7 @@ def test_fft_loss_is_shift_invariant_but_sees_blur(images: tuple[torch.Tensor, t
     assert float(fft_loss(blurred, gt)) > 0.01
 
 
-@pytest.mark.parametrize("name", ["l1", "mse", "ssim", "edge", "fft"])
+@pytest.mark.parametrize("name", ["l1", "mse", "psnr", "ssim", "edge", "fft"])
 def test_gradients_flow(name: str, images: tuple[torch.Tensor, torch.Tensor]) -> None:
     pred, gt = images
     pred = pred.clone().requires_grad_(True)
@@ -201,12 +201,15 @@ def test_lossmix_weights_terms(images: tuple[torch.Tensor, torch.Tensor]) -> Non
 
 def test_lossmix_distillation_terms(images: tuple[torch.Tensor, torch.Tensor]) -> None:
     pred, gt = images
-    mix = LossMix("l1=1,kd=1,kd_mse=1,feat=0.1", student_channels=4, teacher_channels=8)
+    mix = LossMix("l1=1,kd=1,kd_mse=1,kd_psnr=1,feat=0.1", student_channels=4, teacher_channels=8)
     assert mix.needs_teacher and isinstance(mix.adapter, nn.Conv2d)
     teacher_pred = gt.clone()
     terms = mix(pred, gt, teacher_pred, torch.rand(2, 4, 5, 6), torch.rand(2, 8, 20, 24))
     assert float(terms["kd"]) == pytest.approx(float(F.l1_loss(pred, gt)))
     assert float(terms["kd_mse"]) == pytest.approx(float(F.mse_loss(pred, gt)))
+    from sharpkd.losses import psnr_loss
+
+    assert float(terms["kd_psnr"]) == pytest.approx(float(psnr_loss(pred, gt)))
     assert torch.isfinite(terms["feat"]) and terms["feat"].item() > 0
 
 
@@ -268,3 +271,19 @@ def test_every_loss_name_is_documented() -> None:
 
     for name in LOSS_NAMES:
         assert f"``{name}``" in mod.__doc__
+
+
+def test_psnr_loss_is_minus_mean_per_image_psnr() -> None:
+    from sharpkd.losses import psnr_loss
+    from sharpkd.metrics import psnr
+
+    torch.manual_seed(0)
+    gt = torch.rand(3, 3, 16, 16)
+    pred = (gt + torch.randn_like(gt) * torch.tensor([0.01, 0.05, 0.2])[:, None, None, None]).clamp(0, 1)
+    per_image = [float(psnr(pred[i : i + 1], gt[i : i + 1])) for i in range(3)]
+    assert float(psnr_loss(pred, gt)) == pytest.approx(-sum(per_image) / 3, abs=1e-3)
+    # each image counts by its relative error: halving the worst image's error moves the loss by the same ~3 dB / 3
+    # as halving the best one's, where a batch MSE would hardly notice the best one
+    better = pred.clone()
+    better[0] = gt[0] + (pred[0] - gt[0]) / 2**0.5
+    assert float(psnr_loss(pred, gt) - psnr_loss(better, gt)) == pytest.approx(1.0, abs=0.02)

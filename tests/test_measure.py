@@ -74,3 +74,10 @@ def test_thread_count_sets_and_restores_torch_and_opencv():
     assert (torch.get_num_threads(), cv2.getNumThreads()) == before
     with thread_count(None) as n:
         assert n == before[0]
+
+
+def test_conv_macs_counts_a_rep_student_as_its_merged_convs():
+    from sharpkd.models import build_model
+    from sharpkd.reporting.measure import conv_macs
+
+    assert conv_macs(build_model("rtrep"), 64, 64) == conv_macs(build_model("rt"), 64, 64) == 576 * 64 * 64

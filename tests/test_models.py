@@ -29,6 +29,7 @@ SMALL = {
     "resattn": dict(width=8, num_blocks=2),
     "sepunet": dict(width=4),
     "rt": dict(width=8),
+    "rtrep": dict(width=8),
 }
 
 
@@ -46,7 +47,7 @@ def _small(name: str) -> nn.Module:
 def test_registry_lists_every_preset_by_kind() -> None:
     assert set(list_models()) == set(SMALL)
     assert list_models("teacher") == ["nafnet", "rescnn", "unet"]
-    assert list_models("student") == ["conv4", "resattn", "rt", "sepunet"]
+    assert list_models("student") == ["conv4", "resattn", "rt", "rtrep", "sepunet"]
 
 
 @pytest.mark.parametrize("shape", [(2, 3, 17, 23), (1, 3, 8, 8), (1, 3, 5, 3)])
@@ -136,6 +137,10 @@ def test_rt_budget_is_576_macs_per_pixel() -> None:
     # 4 convs of 16 -> 16 channels, 3x3, at 1/16 of the pixels: 4 * 16 * 16 * 9 / 16
     assert _macs_per_pixel(model) == pytest.approx(576.0)
     assert _macs_per_pixel(build_model("conv4")) > 9 * 576  # the full-resolution 4-conv student: 5472 MAC/px
+    from sharpkd.models.blocks import reparameterize
+
+    # trained with extra branches, rtrep runs as exactly rt's convs once merged
+    assert _macs_per_pixel(reparameterize(build_model("rtrep").eval())) == pytest.approx(576.0)
 
 
 @pytest.mark.parametrize("name", sorted(SMALL))

@@ -1,8 +1,9 @@
 """Sharpener: loading by name, input validation, any frame size, tiling against the whole image, the luma fast path,
-the backend and classical-method registries."""
+the backend and classical-method registries, and the classical peers' tuned settings read from their cards."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -14,11 +15,19 @@ from synthetic import wave_frame as _frame
 import sharpkd
 from sharpkd.checkpoint import save_checkpoint
 from sharpkd.data import to_tensor, to_uint8
-from sharpkd.errors import CheckpointError
+from sharpkd.errors import CardError, CheckpointError
 from sharpkd.models import build_model
 from sharpkd.runtime.backends import BACKENDS, Backend, OnnxBackend, TorchBackend, is_luma_student
 from sharpkd.runtime.classical import CLASSICAL, register_classical, unsharp_mask
-from sharpkd.runtime.sharpener import TILE_MARGIN, Sharpener, list_pretrained, load, models_dir, restore
+from sharpkd.runtime.sharpener import (
+    TILE_MARGIN,
+    Sharpener,
+    list_pretrained,
+    load,
+    models_dir,
+    restore,
+    tuned_setting,
+)
 
 cv2 = pytest.importorskip("cv2")
 
@@ -36,7 +45,7 @@ TINY = {
 @pytest.fixture(scope="module")
 def sharpeners(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Sharpener]:
     d = tmp_path_factory.mktemp("infer_models")
-    out = {name: load(name) for name in ("unsharp", "input")}
+    out = {name: load(name, setting={}) for name in ("unsharp", "input")}  # the defaults, whatever cards are shipped
     for name, (preset, kw) in TINY.items():
         torch.manual_seed(0)
         out[name] = load(save_checkpoint(d / f"{name}.pt", build_model(preset, **kw)))
@@ -94,7 +103,7 @@ def test_a_folder_named_like_a_model_does_not_shadow_it(
 
 def test_unknown_name_lists_shipped_models(tiny_models_dir: Path) -> None:
     with pytest.raises(
-        CheckpointError, match=r"unknown model 'studnet'; shipped models: conv4, resattn, .*unsharp, input"
+        CheckpointError, match=r"unknown model 'studnet'; shipped models: conv4, resattn, .*unsharp, cas, .*input"
     ):
         sharpkd.load("studnet")
 
@@ -102,7 +111,9 @@ def test_unknown_name_lists_shipped_models(tiny_models_dir: Path) -> None:
 def test_unknown_name_with_empty_models_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SHARPKD_MODELS", str(tmp_path / "none"))
     assert list_pretrained() == []
-    with pytest.raises(CheckpointError, match="unknown model 'student'; shipped models: unsharp, input"):
+    with pytest.raises(
+        CheckpointError, match="unknown model 'student'; shipped models: unsharp, cas, ffmpeg-unsharp, input"
+    ):
         sharpkd.load("student")
 
 
@@ -243,7 +254,8 @@ def test_luma_delta_saturates_like_uint8() -> None:
     assert np.array_equal(out, _eager(model, frame))
 
 
-def test_unsharp_mask_and_input() -> None:
+def test_unsharp_mask_and_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SHARPKD_MODELS", str(tmp_path))  # no cards: the registered default setting
     frame = _frame(30, 40)
     assert np.array_equal(load("input").sharpen(frame), frame)
     sharpened = load("unsharp").sharpen(frame)
@@ -313,14 +325,73 @@ def test_luma_delta_needs_a_luma_student(sharpeners: dict[str, Sharpener]) -> No
             sharpeners[name].luma_delta(np.zeros((16, 16), np.uint8))
 
 
-def test_classical_registry() -> None:
-    assert list(CLASSICAL) == ["unsharp", "input"]
+def test_classical_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SHARPKD_MODELS", str(tmp_path))
+    assert list(CLASSICAL) == ["unsharp", "cas", "ffmpeg-unsharp", "input"]
     unsharp = CLASSICAL["unsharp"]
     assert unsharp.fn is unsharp_mask and unsharp.engine == "opencv"
     assert unsharp.settings == {"sigma": 2.0, "amount": 1.0}  # read from unsharp_mask's own defaults
     assert unsharp.summary == "OpenCV unsharp mask (sigma 2, amount 1)"
     assert CLASSICAL["input"].settings == {} and CLASSICAL["input"].summary == "no processing"
-    assert load("unsharp").meta["description"] == unsharp.summary
+    assert load("unsharp").meta == {
+        "description": unsharp.summary,
+        "setting": {"sigma": 2.0, "amount": 1.0},
+        "setting_source": "default",
+    }
+    assert load("unsharp").setting == {"sigma": 2.0, "amount": 1.0} and load("input").setting == {}
+
+
+def _peer_card(directory: Path, name: str, setting: object) -> Path:
+    path = directory / f"{name}.json"
+    path.write_text(json.dumps({"name": name, "kind": "classical", "classical": {"setting": setting, "grid": []}}))
+    return path
+
+
+def test_load_reads_the_tuned_setting_from_the_card(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SHARPKD_MODELS", str(tmp_path))
+    frame = _frame(21, 27)
+    assert load("cas").meta["setting"] == {"strength": 0.5} and tuned_setting("cas") == (None, tmp_path / "cas.json")
+    path = _peer_card(tmp_path, "cas", {"strength": 0.9})
+    cas = load("cas")
+    assert cas.setting == {"strength": 0.9} and tuned_setting("cas") == ({"strength": 0.9}, path)
+    assert cas.meta == {
+        "description": "FFmpeg contrast adaptive sharpening (strength 0.9)",
+        "setting": {"strength": 0.9},
+        "setting_source": str(path),
+    }
+    assert np.array_equal(cas.sharpen(frame), CLASSICAL["cas"].fn(frame, 0.9))
+    # a given setting wins over the card; a partial setting keeps the other defaults
+    assert load("cas", setting={"strength": 0.2}).meta["setting_source"] == "given"
+    _peer_card(tmp_path, "unsharp", {"amount": 0.5})
+    unsharp = load("unsharp")
+    assert unsharp.setting == {"sigma": 2.0, "amount": 0.5}
+    assert np.array_equal(unsharp.sharpen(frame), unsharp_mask(frame, 2.0, 0.5))
+    # a card without the classical section (a hand-written one) leaves the default
+    (tmp_path / "ffmpeg-unsharp.json").write_text(json.dumps({"name": "ffmpeg-unsharp", "kind": "classical"}))
+    assert load("ffmpeg-unsharp").meta["setting_source"] == "default"
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("{not json", "cannot read the card of 'cas'"),
+        (json.dumps({"classical": {"setting": [0.9]}}), r"classical.setting must be a JSON object, got \[0.9\]"),
+        (json.dumps({"classical": {"setting": {"sigma": 1.0}}}), "cas has no setting sigma; its settings: strength"),
+        (json.dumps({"classical": {"setting": {"strength": "max"}}}), "must be a finite number, got 'max'"),
+    ],
+)
+def test_a_bad_peer_card_is_a_card_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, match: str):
+    monkeypatch.setenv("SHARPKD_MODELS", str(tmp_path))
+    (tmp_path / "cas.json").write_text(text)
+    with pytest.raises(CardError, match=match):
+        load("cas")
+
+
+def test_a_setting_is_only_for_classical_methods(tiny_models_dir: Path) -> None:
+    with pytest.raises(ValueError, match="a setting is for classical methods"):
+        load("student", setting={"amount": 1.0})
+    with pytest.raises(ValueError, match="a setting is for classical methods; 'conv4' is a network"):
+        Sharpener("conv4", build_model("conv4", width=4), setting={})
 
 
 def test_a_classical_method_is_one_registration() -> None:
@@ -341,5 +412,5 @@ def test_a_classical_method_is_one_registration() -> None:
 
 
 def test_no_model_needs_a_classical_name() -> None:
-    with pytest.raises(ValueError, match="no model given and 'sharpest' is no classical method; known: unsharp, input"):
+    with pytest.raises(ValueError, match="no model given and 'sharpest' is no classical method; known: unsharp, cas"):
         Sharpener("sharpest", None)

@@ -6,9 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from sharpkd.degrade import PRESETS
 from sharpkd.reporting.benchmark import BenchmarkReport, BenchmarkResult
 from sharpkd.reporting.card import ModelCard, VideoRun
 from sharpkd.reporting.tables import (
+    best_classical_note,
+    classical_section,
     inject_results,
     intro_section,
     metrics_table,
@@ -16,6 +19,7 @@ from sharpkd.reporting.tables import (
     speed_section,
     video_section,
 )
+from sharpkd.reporting.tuning import PeerTuning, Tuning
 
 ROW = {"vc": {"psnr": 25.0, "ssim": 0.81234}, "mean": {"psnr": 25.0, "ssim": 0.81234, "gain": 1.5}}
 
@@ -27,6 +31,60 @@ def test_metrics_table_has_one_row_per_method() -> None:
     assert lines[2] == "| input (degraded) |  | 0.8123 | 25.00 | 25.00 | +1.50 |"
     assert lines[3] == "| m | 12 | 0.8123 | 25.00 | 25.00 | +1.50 |"
     assert len(lines) == 4
+
+
+def _six(offset: float) -> dict:
+    """A row over the six presets: PSNR 20, 21, ... 25 plus ``offset``, with both means (gain over the plain one)."""
+    row = {d: {"psnr": 20.0 + i + offset, "ssim": 0.5} for i, d in enumerate(PRESETS)}
+    return row | {
+        "synthetic": {"psnr": 21.5 + offset, "ssim": 0.5, "gain": offset},
+        "mean": {"psnr": 22.5 + offset, "ssim": 0.5, "gain": offset},
+    }
+
+
+def test_six_preset_table_has_the_synthetic_mean_the_peers_settings_and_the_best_row() -> None:
+    rows = {"input": _six(0.0), "cas": _six(0.5), "best-classical": _six(1.0), "student": _six(2.0)}
+    result = {
+        "degradations": list(PRESETS),
+        "rows": rows,
+        "classical": {"cas": {"strength": 0.75}},
+        "best_classical": {d: {"method": "cas", "setting": {"strength": 0.25}} for d in PRESETS[:2]},
+    }
+    lines = metrics_table(result).splitlines()
+    header = lines[0].split(" | ")
+    assert header[1:3] == ["downup2 SSIM", "downup2 PSNR"] and header[11:13] == ["vp8 SSIM", "vp8 PSNR"]
+    assert lines[0].endswith("| synthetic PSNR | synthetic gain | mean PSNR | gain (dB) |")
+    assert [line.split(" | ")[0] for line in lines[2:]] == [
+        "| input (degraded)",
+        "| cas (strength 0.75)",
+        "| best classical, tuned per preset",
+        "| student",
+    ]
+    assert lines[-1].endswith("| 0.5000 | 27.00 | 23.50 | +2.00 | 24.50 | +2.00 |")  # vp8, then the means
+    assert best_classical_note(result) == (
+        "best classical, tuned per preset: downup2 cas (strength 0.25); gauss1.5 cas (strength 0.25)."
+    )
+    assert best_classical_note({"rows": rows}) is None
+
+
+def test_classical_section_lists_every_grid_setting_and_bolds_the_tuned_one() -> None:
+    degs = ["vc", "h264"]
+    base = {"vc": {"psnr": 27.0, "ssim": 0.8}, "h264": {"psnr": 25.0, "ssim": 0.7}}
+    rows = [
+        {"vc": {"psnr": 27.5, "ssim": 0.8}, "h264": {"psnr": 24.0, "ssim": 0.7}, "mean": {"gain": -0.25}},
+        {"vc": {"psnr": 27.2, "ssim": 0.8}, "h264": {"psnr": 25.1, "ssim": 0.7}, "mean": {"gain": 0.15}},
+    ]
+    peer = PeerTuning("cas", [{"strength": 0.9}, {"strength": 0.25}], rows, best=1)
+    tuning = Tuning(degs, ["a"], {**base, "mean": {"psnr": 26.0, "ssim": 0.75, "gain": 0.0}}, {"cas": peer})
+    lines = classical_section(tuning, {"cas": "FFmpeg contrast adaptive sharpening"})
+    assert lines[0] == "## Classical peers" and lines[-1] == ""
+    assert "- `cas`: FFmpeg contrast adaptive sharpening" in lines
+    table = [line for line in lines if line.startswith("| ")]
+    assert table == [
+        "| peer | setting | vc | h264 | mean |",
+        "| cas | strength 0.9 | +0.50 | -1.00 | -0.25 |",
+        "| cas | **strength 0.25** | +0.20 | +0.10 | +0.15 |",
+    ]
 
 
 def test_intro_and_quality_sections() -> None:

@@ -131,6 +131,15 @@ def test_degrade_is_degrade_image_seeded_per_frame(clip: str, tmp_path: Path) ->
         np.testing.assert_array_equal(lq, degrade_image(frame, "motion9", seed=5 + i))
 
 
+def test_codec_degradation_of_each_frame(clip: str, tmp_path: Path) -> None:
+    pytest.importorskip("av")
+    clean, degraded = Recorder(), Recorder()
+    sharpen_video(clip, tmp_path / "a.mp4", clean, VideoConfig(max_frames=2))
+    sharpen_video(clip, tmp_path / "b.mp4", degraded, VideoConfig(degrade="h264", seed=1, max_frames=2))
+    for i, (frame, lq) in enumerate(zip(clean.inputs, degraded.inputs, strict=True)):
+        np.testing.assert_array_equal(lq, degrade_image(frame, "h264", seed=1 + i))
+
+
 def test_unknown_degradation(clip: str, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown degradation"):
         sharpen_video(clip, tmp_path / "out.mp4", identity, VideoConfig(degrade="nope"))

@@ -3,12 +3,14 @@
 :func:`compare` degrades a sharp photo with a named preset (or takes an already blurry one as is), runs every model on
 it, and scores each output: PSNR/SSIM against the sharp original when there is one, the no-reference sharpness score
 always. :func:`measure_latency` times models over frame sizes (through :mod:`sharpkd.reporting.benchmark`). The model
-cards (``models/<name>.json``) are read by :mod:`sharpkd.reporting.catalog`.
+cards (``models/<name>.json``) are read by :mod:`sharpkd.reporting.catalog`. The classical peers
+(:func:`sharpkd.runtime.classical.list_peers`) load like models, at their tuned settings; :func:`model_label` names
+them with it.
 
 Images are ``(H, W, 3)`` uint8 RGB here, as in :mod:`sharpkd.runtime`; metrics convert to ``(1, 3, H, W)`` floats.
 
 Example:
-    >>> models = {"student": sharpkd.load("student"), "unsharp": sharpkd.load("unsharp")}  # doctest: +SKIP
+    >>> models = {"student": sharpkd.load("student"), "cas": sharpkd.load("cas")}  # doctest: +SKIP
     >>> result = compare(photo, "vc", 1.0, models)  # doctest: +SKIP
     >>> result.scores["student"]  # doctest: +SKIP
     {'psnr': 29.1, 'ssim': 0.88, 'sharpness': 4.2}
@@ -28,6 +30,7 @@ from sharpkd.data import degrade_image, to_tensor
 from sharpkd.degrade import PRESETS
 from sharpkd.images import encode_image
 from sharpkd.metrics import psnr, sharpness, ssim
+from sharpkd.runtime.classical import format_setting
 from sharpkd.runtime.sharpener import Sharpener
 
 ORIGINAL = "original"  # panel: the sharp photo (only when a degradation was synthesized)
@@ -92,6 +95,11 @@ class Comparison:
         return encode_image(self.panels[name], "PNG")
 
 
+def model_label(name: str, model: Sharpener) -> str:
+    """A panel's caption: the name, with the setting for a classical peer (``"cas (strength 0.9)"``)."""
+    return f"{name} ({format_setting(model.setting)})" if model.setting else name
+
+
 def _check_rgb(image: Any) -> np.ndarray:
     if not isinstance(image, np.ndarray):
         raise TypeError(f"expected an (H, W, 3) uint8 numpy array, got {type(image).__name__}")
@@ -116,8 +124,8 @@ def compare(
         degradation: a preset from :data:`sharpkd.degrade.PRESETS`, or ``None`` for a real photo with no sharp
             original (then only the no-reference sharpness is scored).
         strength: preset strength (see :func:`sharpkd.degrade.degrade`); ignored without a degradation.
-        models: ``display name -> Sharpener``, run in this order (``sharpkd.load("unsharp")`` gives the classical
-            baseline). May be empty.
+        models: ``display name -> Sharpener``, run in this order (``sharpkd.load("cas")`` and the other peers give
+            the classical baselines, at their tuned settings). May be empty.
         seed: seeds the degradation (the motion blur angle).
 
     Returns:
@@ -206,7 +214,7 @@ def measure_latency(
     whatever else the machine is doing: an indication, not the careful ``sharpkd benchmark`` numbers.
 
     Args:
-        models: ``display name -> what to load`` (a shipped name, a checkpoint path, or ``"unsharp"``).
+        models: ``display name -> what to load`` (a shipped name, a checkpoint path, or a classical peer).
         resolutions: frame sizes as names (``"360p"``, ``"720p"``, ... see ``reporting.benchmark.RESOLUTIONS``)
             or ``"WxH"``.
         repeats: timed calls per model and size, at least 1.

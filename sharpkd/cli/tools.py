@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 
 from sharpkd.cli.common import Progress, add_model_args, load_sharpener, one_line, split_csv
-from sharpkd.degrade import PRESETS, list_degradations
+from sharpkd.degrade import CODEC_PRESETS, PRESETS, SYNTHETIC_PRESETS, list_degradations
+from sharpkd.reporting.benchmark import DEFAULT_MODELS
 from sharpkd.runtime.backends import BACKENDS
 
 
@@ -26,16 +27,24 @@ def _print_table(header: list[str], rows: list[list[str]]) -> None:
 # -- evaluate, benchmark -----------------------------------------------------------------------------------------------
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from sharpkd.reporting.evaluate import evaluate_models, load_eval_images
-    from sharpkd.reporting.tables import metrics_table
+    from sharpkd.reporting.tables import best_classical_note, metrics_table
+    from sharpkd.reporting.tuning import best_per_preset_from_cards
     from sharpkd.runtime.sharpener import list_pretrained
 
     models = split_csv(args.models) if args.models is not None else tuple(list_pretrained())
     for name in models:  # fail fast, before loading images, on a bad model
         load_sharpener(name, args.backend, args.tile)
     images = load_eval_images(args.data, args.max_side, args.limit)
+    best = best_per_preset_from_cards()  # the per-preset choice the last `sharpkd cards` made, if any
     with Progress("evaluate", "run") as bar:
         result = evaluate_models(
-            models, images, split_csv(args.degradations), backend=args.backend, tile=args.tile, progress=bar
+            models,
+            images,
+            split_csv(args.degradations),
+            backend=args.backend,
+            tile=args.tile,
+            progress=bar,
+            best_per_preset=best,
         )
     if args.json:
         print(json.dumps(result, indent=2))
@@ -44,7 +53,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(
         f"{len(images)} image(s) from {args.data} ({size}); PSNR in dB, SSIM on uint8 outputs; gain = mean PSNR - input"
     )
+    print("classical peers at their tuned settings (models/<peer>.json; the default where there is no card)")
     print(metrics_table(result))
+    note = best_classical_note(result)
+    if note:
+        print(note)
     return 0
 
 
@@ -175,10 +188,15 @@ def cmd_cards(args: argparse.Namespace) -> int:
 # -- parser ------------------------------------------------------------------------------------------------------------
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Add the ``evaluate``, ``benchmark``, ``export``, ``video`` and ``cards`` subcommands to ``sub``."""
-    p = sub.add_parser("evaluate", help="PSNR/SSIM of models vs the degraded input and an unsharp mask")
+    p = sub.add_parser("evaluate", help="PSNR/SSIM of models vs the degraded input and the tuned classical peers")
     p.add_argument("--models", default=None, help="comma-separated names or paths (default: every shipped model)")
     p.add_argument("--data", default="samples", help="folder of sharp images, or 'samples' (scikit-image photos)")
-    p.add_argument("--degradations", default=",".join(PRESETS), help=f"comma-separated (default {','.join(PRESETS)})")
+    p.add_argument(
+        "--degradations",
+        default=",".join(PRESETS),
+        help=f"comma-separated (default: the synthetic {','.join(SYNTHETIC_PRESETS)} and the codecs "
+        f"{','.join(CODEC_PRESETS)})",
+    )
     p.add_argument("--max-side", type=int, default=None, help="downscale images to this longer side first")
     p.add_argument("--limit", type=int, default=None, help="use only the first N images")
     p.add_argument("--backend", default="torch", choices=BACKENDS)
@@ -187,7 +205,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("benchmark", help="latency, FPS, MACs and memory of sharpen() per model and resolution")
-    p.add_argument("--models", default="student,teacher,unsharp", help="comma-separated names, paths, 'unsharp'")
+    p.add_argument(
+        "--models",
+        default=",".join(DEFAULT_MODELS),
+        help=f"comma-separated names, paths, classical peers (default {','.join(DEFAULT_MODELS)})",
+    )
     p.add_argument("--resolutions", default="720p,1080p,4k", help="360p,480p,720p,1080p,1440p,4k or WxH (64x48)")
     p.add_argument("--backends", default="torch,onnx", help="comma-separated: torch, onnx")
     p.add_argument("--repeats", type=int, default=20, help="timed calls per measurement (small for a 4k teacher)")
@@ -219,7 +241,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--codec", default="mp4v", help="fourcc of the writer (mp4v for .mp4, MJPG for .avi)")
     p.set_defaults(func=cmd_video)
 
-    p = sub.add_parser("cards", help="regenerate models/<name>.json and models/README.md")
+    p = sub.add_parser("cards", help="tune the classical peers; regenerate models/<name>.json and models/README.md")
     p.add_argument("--out", default=None, help="folder of <name>.pt checkpoints (default: the shipped models/)")
     p.add_argument("--data", default="samples", help="validation folder of sharp images, or 'samples'")
     p.add_argument("--max-side", type=int, default=None, help="downscale validation images to this longer side")

@@ -1,7 +1,8 @@
 """Degradation synthesis: the soft frames of a poor video call, made from sharp images.
 
 Every function takes and returns ``(B, C, H, W)`` float tensors in ``[0, 1]``, is pure (no global RNG), and is
-deterministic for a given ``torch.Generator``. The four named presets are the project's evaluation suite:
+deterministic for a given ``torch.Generator``. The six named presets, :data:`PRESETS`, are the project's evaluation
+suite: the four synthetic ones (:data:`SYNTHETIC_PRESETS`) and two real video codecs (:data:`CODEC_PRESETS`):
 
 ========== =====================================================================================
 name        what it models
@@ -10,20 +11,19 @@ downup2     bicubic downscale by 2 (antialiased), then bicubic upscale back: a l
             upscaled by the receiver
 gauss1.5    Gaussian blur, sigma 1.5 px, reflect border: defocus
 motion9     linear motion blur, 9 px long, angle drawn uniformly from [0, 180) degrees: camera shake
-vc          downup2 followed by JPEG quality 35: the full video-call case
+vc          downup2 followed by JPEG quality 35: the full video-call case, with a still-image codec
+h264        a poor video call through H.264 (libx264, real-time, constrained baseline): 2x downscale, one
+            inter-coded frame of a panning clip at 0.1 bits per pixel (CBR), decoded and upscaled back
+vp8         the same call through VP8 (libvpx, real-time, WebRTC's settings)
 ========== =====================================================================================
 
 ``strength`` (default 1.0) scales a preset: ``downup`` factor ``1 + strength``, sigma ``1.5 * strength``, motion length
-``round(9 * strength)``, and for ``vc`` JPEG quality ``round(100 - 65 * strength)`` clamped to [5, 95].
+``round(9 * strength)``, for ``vc`` JPEG quality ``round(100 - 65 * strength)`` clamped to [5, 95], and for the codecs
+the bitrate divided by ``strength``. :mod:`sharpkd.degrade.codec` documents the codec settings (PyAV / FFmpeg).
 
 Training uses :func:`random_mix` ("mix"): downscale 1.5-4x (p=0.5), Gaussian sigma 0.5-3 (p=0.5), motion length
-3-15 (p=0.3), Gaussian noise sigma up to 0.02 (p=0.3), JPEG quality 30-95 (p=0.5), at least one applied.
-
-Two more presets, :data:`CODEC_PRESETS`, send the image through a real video codec (PyAV / FFmpeg) as one frame of a
-panning clip: ``h264`` (libx264) and ``vp8`` (libvpx) in real-time mode at 0.1 bits per pixel per frame, after a 2x
-downscale; ``strength`` divides the bitrate. :mod:`sharpkd.degrade.codec` documents their settings. They are not
-in :data:`PRESETS` (yet); :func:`degrade` accepts them, and the mixes :data:`CODEC_MIXES` ("presets+codecs",
-"mix+presets+codecs") draw from :data:`PRESETS` and :data:`CODEC_PRESETS` together.
+3-15 (p=0.3), Gaussian noise sigma up to 0.02 (p=0.3), JPEG quality 30-95 (p=0.5), at least one applied. The mixes
+"presets" and "mix+presets" draw from all of :data:`PRESETS`.
 """
 
 from __future__ import annotations
@@ -37,9 +37,18 @@ import torch.nn.functional as F
 
 from sharpkd.degrade.codec import BPP, CODEC_PRESETS, video_call
 
-PRESETS: tuple[str, ...] = ("downup2", "gauss1.5", "motion9", "vc")
+SYNTHETIC_PRESETS: tuple[str, ...] = ("downup2", "gauss1.5", "motion9", "vc")
+PRESETS: tuple[str, ...] = SYNTHETIC_PRESETS + CODEC_PRESETS  # the evaluation suite, in table order
 TRAIN_MIXES: tuple[str, ...] = ("mix", "presets", "mix+presets")
-CODEC_MIXES: tuple[str, ...] = ("presets+codecs", "mix+presets+codecs")
+# one line per preset, for help texts (the app's preset selector); the module docstring has the details
+PRESET_SUMMARIES: dict[str, str] = {
+    "downup2": "a low-resolution stream upscaled by the receiver",
+    "gauss1.5": "defocus",
+    "motion9": "camera shake",
+    "vc": "downup2 plus strong JPEG, a video call through a still-image codec",
+    "h264": "a poor video call through a real H.264 encoder (0.1 bits per pixel, 2x downscaled)",
+    "vp8": "the same call through VP8, WebRTC's codec",
+}
 
 
 def _check(x: torch.Tensor) -> None:
@@ -229,13 +238,7 @@ _PRESET_FNS: dict[str, Callable[[torch.Tensor, torch.Generator, float], torch.Te
     "h264": _h264,
     "vp8": _vp8,
 }
-_ALL_PRESETS = tuple(dict.fromkeys(PRESETS + CODEC_PRESETS))  # stays free of repeats if PRESETS takes the codecs
-_MIX_POOLS: dict[str, tuple[str, ...]] = {  # the presets a mix draws from, one per image
-    "presets": PRESETS,
-    "mix+presets": PRESETS,
-    "presets+codecs": _ALL_PRESETS,
-    "mix+presets+codecs": _ALL_PRESETS,
-}
+_MIX_POOLS: dict[str, tuple[str, ...]] = {"presets": PRESETS, "mix+presets": PRESETS}  # drawn from, one per image
 
 
 def random_mix(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -268,14 +271,13 @@ def random_mix(x: torch.Tensor, generator: torch.Generator | None = None) -> tor
 def degrade(
     x: torch.Tensor, name: str, generator: torch.Generator | None = None, strength: float = 1.0
 ) -> torch.Tensor:
-    """Apply a named degradation: a preset (:data:`PRESETS`, :data:`CODEC_PRESETS`) or a training mix.
+    """Apply a named degradation: a preset (:data:`PRESETS`) or a training mix.
 
     Args:
         x: sharp images.
         name: ``"downup2"``, ``"gauss1.5"``, ``"motion9"``, ``"vc"``, ``"h264"``, ``"vp8"``, ``"mix"``
-            (:func:`random_mix`), ``"presets"`` (one of :data:`PRESETS` drawn per image), ``"mix+presets"`` (half the
-            images each way), or ``"presets+codecs"`` / ``"mix+presets+codecs"`` (the same, drawing from
-            :data:`PRESETS` and :data:`CODEC_PRESETS`).
+            (:func:`random_mix`), ``"presets"`` (one of the six :data:`PRESETS` drawn per image) or
+            ``"mix+presets"`` (half the images each way).
         generator: source of randomness (motion angle, camera pan, mix parameters); ``None`` means a generator
             seeded with 0.
         strength: scales a preset's parameters (see the module docstring); ignored by the mixes.
@@ -314,15 +316,29 @@ def degrade(
                 preset = pool[int(torch.randint(len(pool), (), generator=g))]
                 out.append(_PRESET_FNS[preset](img[None], g, 1.0))
         return torch.cat(out)
-    raise ValueError(f"unknown degradation {name!r}; known: {', '.join(list_degradations(include_codecs=True))}")
+    raise ValueError(f"unknown degradation {name!r}; known: {', '.join(list_degradations())}")
 
 
-def list_degradations(include_codecs: bool = False) -> list[str]:
-    """Names accepted by :func:`degrade`: the evaluation presets first, then the training mixes.
+# Real image content a degradation needs around a training crop, in pixels on each side. Blur and JPEG are local
+# (16 px covers their support). A codec's rate control spends its bits over the whole frame, so a codec run on a
+# 128 px region is about 2 dB harsher than the same codec on the full photo (measured on Set14 with h264 and vp8);
+# from a 384 px region on it is within about 0.5 dB, so codec crops are degraded inside that much context.
+_LOCAL_MARGIN, _CODEC_MARGIN = 16, 144
 
-    Args:
-        include_codecs: also list :data:`CODEC_PRESETS` (after :data:`PRESETS`) and :data:`CODEC_MIXES` (last).
+
+def context_margin(name: str) -> int:
+    """Pixels of real content to degrade around a crop for ``name`` (a preset or a mix), so the crop degrades as it
+    would inside a whole frame.
+
+    Raises:
+        ValueError: unknown ``name``.
     """
-    if include_codecs:
-        return list(_ALL_PRESETS + TRAIN_MIXES + CODEC_MIXES)
+    if name not in list_degradations():
+        raise ValueError(f"unknown degradation {name!r}; known: {', '.join(list_degradations())}")
+    drawn = _MIX_POOLS.get(name, (name,))
+    return _CODEC_MARGIN if set(drawn) & set(CODEC_PRESETS) else _LOCAL_MARGIN
+
+
+def list_degradations() -> list[str]:
+    """Names accepted by :func:`degrade`: the evaluation presets (:data:`PRESETS`) first, then the training mixes."""
     return list(PRESETS + TRAIN_MIXES)

@@ -85,6 +85,13 @@ def rt(**kw) -> Student:
     return _student(dict(block="conv", width=16, num_blocks=2, unshuffle=4, luma=True, act="leakyrelu"), kw)
 
 
+@register("student")
+def rtrep(**kw) -> Student:
+    """The ``rt`` layout (luma, 1/4 resolution, four 3x3 convs of 16 channels, 576 MAC/pixel at inference) trained as
+    re-parameterizable convs (:class:`~sharpkd.models.blocks.RepConv`), merged into plain convs at export."""
+    return _student(dict(block="conv", width=16, num_blocks=2, unshuffle=4, luma=True, act="leakyrelu", rep=True), kw)
+
+
 def list_models(kind: str | None = None) -> list[str]:
     """Registered preset names, optionally only ``"teacher"`` or ``"student"`` ones."""
     return sorted(n for n in _REGISTRY if kind is None or _KINDS[n] == kind)

@@ -104,12 +104,22 @@ class Student(nn.Module):
         f = self.cfg.unshuffle
         if f > 1:
             z = F.pixel_unshuffle(z, f)  # (B, C*f*f, H/f, W/f)
-        feats = self.refine(self.body(self.intro(z)))  # (B, width, H/f, W/f)
-        r = self.tail(feats)
+        r, feats = self.working_residual(z)
         if f > 1:
             r = F.pixel_shuffle(r, f)  # (B, C, H, W)
         r = r[..., :H, :W]
         return (r, feats) if return_features else r
+
+    def working_residual(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The network at its working resolution: the pixel-unshuffled source in, the residual before
+        pixel-shuffle out (the runtime runs only this, doing the space-to-depth moves on uint8 itself).
+
+        Shape:
+            ``(B, C*f*f, H/f, W/f) -> (B, C*f*f, H/f, W/f)`` residual and ``(B, width, H/f, W/f)`` features, with
+            ``f = cfg.unshuffle`` and H/f, W/f multiples of the body stride.
+        """
+        feats = self.refine(self.body(self.intro(z)))  # (B, width, H/f, W/f)
+        return self.tail(feats), feats
 
     def forward(self, x: torch.Tensor, return_features: bool = False):
         src = rgb_to_luma(x) if self.cfg.luma else x

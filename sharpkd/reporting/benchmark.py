@@ -4,7 +4,9 @@
 reports the median (p50) and 95th percentile latency, FPS, conv MACs per frame, parameters and the peak extra memory.
 In the same run it times the classical reference, an OpenCV unsharp mask (``GaussianBlur`` sigma 2 + ``addWeighted``)
 on the same frame, and reports each model's latency as a multiple of it: absolute milliseconds drift between
-machines, the ratio to a fixed OpenCV filter much less.
+machines, the ratio to a fixed OpenCV filter much less. Classical methods (the peers: OpenCV unsharp, FFmpeg CAS and
+unsharp) are timed the same way, once each, with their engine (``"opencv"``, ``"ffmpeg"``) as the backend column and
+the setting ``sharpkd.load`` gives them (their tuned card) or :attr:`BenchmarkConfig.classical_settings`.
 
 Each model is measured in a fresh process (``multiprocessing`` ``spawn``) by default, so one model's allocations and
 thread pools do not leak into the next. Peak memory is the growth of the process's resident-set high-water mark during
@@ -35,6 +37,7 @@ import numpy as np
 import torch
 
 from sharpkd.reporting.measure import PeakMemory, conv_macs, synthetic_frame, thread_count, time_calls
+from sharpkd.runtime.classical import list_peers
 
 log = logging.getLogger(__name__)
 
@@ -48,13 +51,14 @@ RESOLUTIONS: dict[str, tuple[int, int]] = {
     "4k": (3840, 2160),
 }
 REFERENCE = "opencv-unsharp"  # name of the OpenCV reference measurement
+DEFAULT_MODELS: tuple[str, ...] = ("student", "teacher", *list_peers())  # the shipped models and the classical peers
 
 
 @dataclass
 class BenchmarkConfig:
     """What :func:`run_benchmark` measures and how."""
 
-    models: tuple[str, ...] = ("student", "teacher", "unsharp")  # shipped names, checkpoint paths or "unsharp"/"input"
+    models: tuple[str, ...] = DEFAULT_MODELS  # shipped names, checkpoint paths, classical methods (peers, "input")
     resolutions: tuple[str, ...] = ("720p", "1080p", "4k")  # names in RESOLUTIONS or "WxH" such as "64x48"
     backends: tuple[str, ...] = ("torch", "onnx")  # neural models run on each; classical methods once
     repeats: int = 20  # timed calls per measurement (the teacher at 4k may need a small number)
@@ -62,6 +66,8 @@ class BenchmarkConfig:
     threads: int | None = None  # intra-op threads for torch, ONNX Runtime and OpenCV; None = torch's default
     tile: int = 512  # tile side of the tiled inference path
     isolate: bool = True  # a fresh spawned process per model measurement; False runs all in this process (faster)
+    # classical method -> the setting to time it with; one not here runs what sharpkd.load gives (tuned card, default)
+    classical_settings: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 @dataclass
@@ -69,7 +75,7 @@ class BenchmarkResult:
     """One ``model x resolution x backend`` measurement."""
 
     model: str
-    backend: str  # "torch", "onnx", or a classical method's engine ("opencv", "none"; see runtime.classical)
+    backend: str  # "torch", "onnx", or a classical method's engine ("opencv", "ffmpeg", "none"; runtime.classical)
     resolution: str
     width: int
     height: int
@@ -144,7 +150,7 @@ def _measure(job: dict[str, Any]) -> dict[str, Any]:
             fn, model = unsharp_mask, None
         else:
             backend = job["backend"] if job["backend"] in BACKENDS else "torch"  # a classical method's engine
-            sharpener = load(job["model"], backend=backend, tile=job["tile"], threads=threads)
+            sharpener = load(job["model"], backend=backend, tile=job["tile"], threads=threads, setting=job["setting"])
             fn, model = sharpener.sharpen, sharpener.model
         memory = PeakMemory()
         memory.start()
@@ -217,6 +223,7 @@ def run_benchmark(
     Raises:
         ValueError: an unknown resolution or backend, or a non-positive ``repeats`` or ``threads``.
         CheckpointError: an unknown model name or an unusable checkpoint.
+        CodecError: an FFmpeg peer cannot run (PyAV missing, FFmpeg lacks the filter).
         RuntimeError: a worker process died (``isolate=True``), e.g. killed for running out of memory.
     """
     from sharpkd.runtime.classical import CLASSICAL
@@ -227,13 +234,9 @@ def run_benchmark(
     common = {"repeats": cfg.repeats, "warmup": cfg.warmup, "threads": cfg.threads, "tile": cfg.tile}
     for res, width, height in sizes:
         # The reference costs milliseconds: give it at least 20 runs, so the ratios do not inherit its noise.
-        ref = {**common, "repeats": max(cfg.repeats, 20), "warmup": max(cfg.warmup, 3)}
-        jobs.append(
-            (
-                f"{REFERENCE} {res}",
-                {**ref, "model": None, "backend": "opencv", "width": width, "height": height, "resolution": res},
-            )
-        )
+        ref = {**common, "repeats": max(cfg.repeats, 20), "warmup": max(cfg.warmup, 3), "setting": None}
+        job = {**ref, "model": None, "backend": "opencv", "width": width, "height": height, "resolution": res}
+        jobs.append((f"{REFERENCE} {res}", job))
     for model in cfg.models:
         # Classical methods never touch torch or ONNX Runtime: one measurement whatever the backends.
         backends = (CLASSICAL[model].engine,) if model in CLASSICAL else cfg.backends
@@ -243,6 +246,7 @@ def run_benchmark(
                     **common,
                     "model": model,
                     "backend": backend,
+                    "setting": cfg.classical_settings.get(model) if model in CLASSICAL else None,
                     "width": width,
                     "height": height,
                     "resolution": res,

@@ -4,9 +4,15 @@
 the app and notebooks read cards back with :meth:`ModelCard.read` or :func:`read_cards`. On disk a card is::
 
     {"name", "preset", "kind", "config", "parameters", "macs_1080p",
-     "metrics": {degradation: {"psnr", "ssim"}, ..., "mean": {"psnr", "ssim", "gain"}},
-     "baselines": {"input": {...}, "unsharp": {...}},            # same layout, same images
+     "metrics": {degradation: {"psnr", "ssim"}, ...,
+                 "synthetic": {"psnr", "ssim", "gain"},          # mean over the four synthetic presets, when scored
+                 "mean": {"psnr", "ssim", "gain"}},              # mean over every scored degradation
+     "baselines": {"input": {...}, "unsharp": {...}, "cas": {...}, "ffmpeg-unsharp": {...},
+                   "best-classical": {...}},                     # same layout, same images
      "validation": {"data", "images", "max_side", "degradation_seed"},
+     "classical": {"description", "engine", "setting", "objective",          # only the cards of classical peers
+                   "best_for": {degradation: setting},           # where this peer is the best classical
+                   "grid": [{"setting", "metrics": {...as metrics...}}, ...]},
      "speed": {"backend", "1080p_p50_ms", "1080p_p95_ms", "fps", "ratio_to_unsharp", "unsharp_ms", "peak_mb",
                "threads", "cpu", "repeats"},                     # only with a benchmark
      "speed_by_backend": {backend: {...as speed...}},             # only with a benchmark
@@ -19,6 +25,9 @@ Reading is tolerant: a missing field reads as ``None`` (or empty), so partial or
 unknown keys are ignored. A field of the wrong type raises :class:`~sharpkd.errors.CardError`. Numbers are kept as
 written. Writing writes every key above, except the three benchmark sections, which are written only when present;
 non-finite numbers become ``null`` (strict JSON has no NaN), so a card read from a file writes back the same JSON.
+A classical peer's card (``kind`` ``"classical"``, no checkpoint) has the ``"classical"`` section, also written only
+when present: :func:`sharpkd.runtime.sharpener.tuned_setting` reads its ``"setting"``, which ``sharpkd.load(peer)``
+runs.
 
 Example:
     >>> card = ModelCard.read("models/student.json")  # doctest: +SKIP
@@ -41,6 +50,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from sharpkd.errors import CardError
+from sharpkd.runtime.classical import CARD_SECTION
 
 if TYPE_CHECKING:
     from sharpkd.reporting.benchmark import BenchmarkReport, BenchmarkResult
@@ -49,6 +59,7 @@ log = logging.getLogger(__name__)
 
 CARD_RESOLUTION = (1920, 1080)  # (width, height) at which cards report MACs and speed: the "1080p" in their keys
 MEAN = "mean"  # key of the mean over degradations in a card's "metrics" and "baselines"
+SYNTHETIC = "synthetic"  # key of the mean over the synthetic presets (sharpkd.degrade.SYNTHETIC_PRESETS) beside it
 
 # (accepted Python types, what the error message calls them); bools are never numbers here
 _NUMBER = ((int, float), "a number")
@@ -130,37 +141,91 @@ class MeanScore(Score):
 
 @dataclass
 class Quality:
-    """One method's scores on the card's validation images: one per degradation, and their mean.
+    """One method's scores on the card's validation images: one per degradation, and their means.
 
     On disk (and in :func:`sharpkd.reporting.evaluate.evaluate_models`'s rows) this is
-    ``{degradation: {"psnr", "ssim"}, ..., "mean": {"psnr", "ssim", "gain"}}``.
+    ``{degradation: {"psnr", "ssim"}, ..., "synthetic": {"psnr", "ssim", "gain"}, "mean": {"psnr", "ssim", "gain"}}``.
     """
 
     degradations: dict[str, Score] = field(default_factory=dict)  # in evaluation order
     mean: MeanScore | None = None  # None only when a card lacks it; write_cards always writes it
+    synthetic: MeanScore | None = None  # mean over the four synthetic presets; None unless all four were scored
 
     def score(self, degradation: str) -> Score:
-        """The score under ``degradation``, or the mean for ``"mean"``; an empty score when the card has none."""
-        if degradation == MEAN:
-            return self.mean if self.mean is not None else MeanScore()
+        """The score under ``degradation``, or a mean for ``"mean"`` / ``"synthetic"``; empty when the card has none."""
+        if degradation in (MEAN, SYNTHETIC):
+            mean = self.mean if degradation == MEAN else self.synthetic
+            return mean if mean is not None else MeanScore()
         return self.degradations.get(degradation, Score())
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any], where: str = "") -> Quality:
-        """Read ``{degradation: {...}, ..., "mean": {...}}``."""
-        scores = {d: _get(obj, d, _OBJECT, where) or {} for d in obj if d != MEAN}
-        mean = _get(obj, MEAN, _OBJECT, where)
-        return cls(
-            degradations={d: Score.from_json(s, f"{where}{d}.") for d, s in scores.items()},
-            mean=MeanScore.from_json(mean, f"{where}{MEAN}.") if mean is not None else None,
-        )
+        """Read ``{degradation: {...}, ..., "synthetic": {...}, "mean": {...}}``."""
+        scores = {d: _get(obj, d, _OBJECT, where) or {} for d in obj if d not in (MEAN, SYNTHETIC)}
+        means = {key: _get(obj, key, _OBJECT, where) for key in (MEAN, SYNTHETIC)}
+        mean, synthetic = (MeanScore.from_json(m, f"{where}{k}.") if m is not None else None for k, m in means.items())
+        return cls({d: Score.from_json(s, f"{where}{d}.") for d, s in scores.items()}, mean, synthetic)
 
     def to_json(self) -> dict[str, Any]:
-        """The on-disk layout, the mean last (left out when absent)."""
+        """The on-disk layout, the synthetic mean and then the mean last (each left out when absent)."""
         out: dict[str, Any] = {d: s.to_json() for d, s in self.degradations.items()}
+        if self.synthetic is not None:
+            out[SYNTHETIC] = self.synthetic.to_json()
         if self.mean is not None:
             out[MEAN] = self.mean.to_json()
         return out
+
+
+@dataclass
+class GridPoint:
+    """A classical peer at one setting of its search grid, and its scores on the card's validation images."""
+
+    setting: dict[str, Any] = field(default_factory=dict)  # keyword -> value, as the peer's function takes them
+    metrics: Quality = field(default_factory=Quality)
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any], where: str = "") -> GridPoint:
+        """Read ``{"setting": {...}, "metrics": {...}}``."""
+        return cls(
+            setting=_get(obj, "setting", _OBJECT, where) or {},
+            metrics=Quality.from_json(_get(obj, "metrics", _OBJECT, where) or {}, f"{where}metrics."),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The on-disk layout."""
+        return {"setting": self.setting, "metrics": self.metrics.to_json()}
+
+
+@dataclass
+class Classical:
+    """A classical peer's card section: what it is, the setting tuned on the validation images, and the grid."""
+
+    description: str | None = None  # what it is, without the setting ("FFmpeg contrast adaptive sharpening")
+    engine: str | None = None  # what does the work: "opencv" or "ffmpeg"
+    setting: dict[str, Any] = field(default_factory=dict)  # the tuned setting: sharpkd.load(name) runs it
+    objective: str | None = None  # how the setting was picked from the grid
+    best_for: dict[str, dict[str, Any]] = field(default_factory=dict)  # degradation -> setting, where it is the best
+    grid: list[GridPoint] = field(default_factory=list)  # every setting tried, in grid order
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any], where: str = "") -> Classical:
+        """Read the section (see the module docstring)."""
+        grid = _get(obj, "grid", _ARRAY, where) or []
+        return cls(
+            description=_get(obj, "description", _TEXT, where),
+            engine=_get(obj, "engine", _TEXT, where),
+            setting=_get(obj, "setting", _OBJECT, where) or {},
+            objective=_get(obj, "objective", _TEXT, where),
+            best_for=_objects(obj, "best_for", where),
+            grid=[
+                GridPoint.from_json(_check(g, _OBJECT, f"{where}grid[{i}]") or {}, f"{where}grid[{i}].")
+                for i, g in enumerate(grid)
+            ],
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The on-disk layout, keys in field order (the grid last)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)} | {"grid": [g.to_json() for g in self.grid]}
 
 
 @dataclass
@@ -240,17 +305,19 @@ class Generated(_Record):
 
 @dataclass
 class ModelCard:
-    """Everything published about one shipped checkpoint ``models/<name>.pt`` (see the module docstring)."""
+    """Everything published about one shipped checkpoint ``models/<name>.pt``, or one classical peer (see the module
+    docstring)."""
 
-    name: str  # the checkpoint's stem
+    name: str  # the checkpoint's stem, or the classical peer's name
     preset: str | None = None  # registry preset the model was built from
-    kind: str | None = None  # "teacher" or "student"
+    kind: str | None = None  # "teacher", "student" or "classical"
     config: dict[str, Any] = field(default_factory=dict)  # the model config (sharpkd.models.model_config)
     parameters: int | None = None
     macs_1080p: float | None = None  # conv MACs of one forward pass at CARD_RESOLUTION (an int when written)
     metrics: Quality = field(default_factory=Quality)
-    baselines: dict[str, Quality] = field(default_factory=dict)  # "input" and "unsharp", on the same images
+    baselines: dict[str, Quality] = field(default_factory=dict)  # input, the classical peers, best-classical
     validation: Validation = field(default_factory=Validation)
+    classical: Classical | None = None  # only a classical peer's card: its tuned setting and the grid
     speed: Speed | None = None  # the first benchmarked backend; None without a benchmark
     speed_by_backend: dict[str, Speed] = field(default_factory=dict)  # every benchmarked backend, in order
     video_1080p: list[VideoRun] = field(default_factory=list)  # one per backend; only the default student has it
@@ -275,6 +342,7 @@ class ModelCard:
         if name is None and default_name is None:
             raise CardError("the model card has no name")
         speed = _get(obj, "speed", _OBJECT, "")
+        classical = _get(obj, CARD_SECTION, _OBJECT, "")
         videos = _get(obj, "video_1080p", _ARRAY, "") or []
         return cls(
             name=name if name is not None else str(default_name),
@@ -286,6 +354,7 @@ class ModelCard:
             metrics=Quality.from_json(_get(obj, "metrics", _OBJECT, "") or {}, "metrics."),
             baselines={m: Quality.from_json(q, f"baselines.{m}.") for m, q in _objects(obj, "baselines", "").items()},
             validation=Validation.from_json(_get(obj, "validation", _OBJECT, "") or {}, "validation."),
+            classical=Classical.from_json(classical, f"{CARD_SECTION}.") if classical is not None else None,
             speed=Speed.from_json(speed, "speed.") if speed is not None else None,
             speed_by_backend={
                 b: Speed.from_json(s, f"speed_by_backend.{b}.")
@@ -312,6 +381,8 @@ class ModelCard:
             "baselines": {method: quality.to_json() for method, quality in self.baselines.items()},
             "validation": asdict(self.validation),
         }
+        if self.classical is not None:
+            card[CARD_SECTION] = self.classical.to_json()
         if self.speed is not None:
             card["speed"] = self.speed.to_json()
         if self.speed_by_backend:

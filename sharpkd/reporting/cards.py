@@ -1,8 +1,10 @@
-"""Regenerate the model cards in ``models/``: one ``<name>.json`` per checkpoint, and ``README.md``.
+"""Regenerate the cards in ``models/``: one ``<name>.json`` per checkpoint and per classical peer, and ``README.md``.
 
-:func:`write_cards` describes every checkpoint (parameters, MACs, training provenance), scores it end to end with
-:func:`sharpkd.reporting.evaluate.evaluate_models`, optionally times it with :mod:`sharpkd.reporting.benchmark`, and
-writes a :class:`~sharpkd.reporting.card.ModelCard` per checkpoint and the README tables
+:func:`write_cards` tunes the classical peers on the validation images (:mod:`sharpkd.reporting.tuning`), describes
+every checkpoint (parameters, MACs, training provenance), scores it end to end with
+:func:`sharpkd.reporting.evaluate.evaluate_models` beside the tuned peers and the best classical per preset,
+optionally times models and peers with :mod:`sharpkd.reporting.benchmark`, and writes a
+:class:`~sharpkd.reporting.card.ModelCard` per checkpoint and per peer and the README tables
 (:mod:`sharpkd.reporting.tables`), stamped with the command and date that produced them, so every published number
 can be regenerated.
 """
@@ -22,17 +24,30 @@ from sharpkd.checkpoint import load_checkpoint
 from sharpkd.degrade import PRESETS
 from sharpkd.errors import CheckpointError
 from sharpkd.models import count_parameters, model_config
-from sharpkd.reporting.card import CARD_RESOLUTION, Generated, ModelCard, Quality, Speed, Validation, VideoRun
-from sharpkd.reporting.evaluate import BASELINES, evaluate_models, load_eval_images
+from sharpkd.reporting.card import (
+    CARD_RESOLUTION,
+    Classical,
+    Generated,
+    GridPoint,
+    ModelCard,
+    Quality,
+    Speed,
+    Validation,
+    VideoRun,
+)
+from sharpkd.reporting.evaluate import BASELINES, BEST_CLASSICAL, INPUT, evaluate_models, load_eval_images
 from sharpkd.reporting.measure import conv_macs
 from sharpkd.reporting.tables import (
-    BASELINE_LABELS,
+    classical_section,
     inject_results,
     intro_section,
+    peer_label,
     quality_section,
     speed_section,
     video_section,
 )
+from sharpkd.reporting.tuning import OBJECTIVE, Tuning, tune_classical
+from sharpkd.runtime.classical import CLASSICAL
 
 if TYPE_CHECKING:
     from sharpkd.reporting.benchmark import BenchmarkReport
@@ -88,12 +103,13 @@ def _describe(paths: Mapping[str, Path]) -> dict[str, ModelCard]:
     return {name: cards[name] for name in order}
 
 
-def _benchmark(cfg: CardsConfig, models: Sequence[str], progress: Progress | None) -> BenchmarkReport:
-    """The unsharp mask and ``models`` at the card resolution, on the speed table's backends."""
+def _benchmark(cfg: CardsConfig, models: Sequence[str], tuning: Tuning, progress: Progress | None) -> BenchmarkReport:
+    """The tuned classical peers and ``models`` at the card resolution, on the speed table's backends."""
     from sharpkd.reporting.benchmark import BenchmarkConfig, run_benchmark
 
     bench_cfg = BenchmarkConfig(
-        models=("unsharp", *models),
+        models=(*tuning.peers, *models),
+        classical_settings=tuning.settings,
         resolutions=(f"{CARD_RESOLUTION[0]}x{CARD_RESOLUTION[1]}",),
         backends=cfg.bench_backends,
         repeats=cfg.bench_repeats,
@@ -117,18 +133,42 @@ def _video(cfg: CardsConfig, model: str, progress: Progress | None) -> list[Vide
     return runs
 
 
+def _peer_cards(tuning: Tuning, rows: Mapping[str, Mapping], bench: BenchmarkReport | None) -> list[ModelCard]:
+    """One card per tuned classical peer: its tuned setting's scores, the whole grid, and its speed."""
+    cards = []
+    for name, peer in tuning.peers.items():
+        method = CLASSICAL[name]
+        section = Classical(
+            description=method.description,
+            engine=method.engine,
+            setting=peer.setting,
+            objective=OBJECTIVE,
+            best_for=tuning.best_for(name),
+            grid=[GridPoint(s, Quality.from_json(row)) for s, row in zip(peer.grid, peer.rows)],
+        )
+        card = ModelCard(name=name, kind="classical", metrics=Quality.from_json(rows[name]), classical=section)
+        if bench is not None:
+            card.speed_by_backend = {r.backend: Speed.from_result(r, bench) for r in bench.results if r.model == name}
+            card.speed = next(iter(card.speed_by_backend.values()), None)
+        cards.append(card)
+    return cards
+
+
 def write_cards(
     cfg: CardsConfig,
     *,
     date: str | None = None,
     progress: Progress | None = None,
 ) -> list[Path]:
-    """Regenerate ``<out_dir>/<name>.json`` for every ``<out_dir>/<name>.pt`` and ``<out_dir>/README.md``.
+    """Regenerate ``<out_dir>/<name>.json`` for every ``<out_dir>/<name>.pt`` and every classical peer, and
+    ``<out_dir>/README.md``.
 
-    Each card is a :class:`~sharpkd.reporting.card.ModelCard` (its module docstring shows the JSON). With
-    ``cfg.bench`` the cards get ``speed`` and ``speed_by_backend``, and the default student (``student.pt``) also
-    ``video_1080p``. README.md has one quality table (input, unsharp mask, teachers, students, no-KD students) and,
-    with ``cfg.bench``, a speed table and a video table.
+    Each card is a :class:`~sharpkd.reporting.card.ModelCard` (its module docstring shows the JSON); a peer's card
+    (``kind`` ``"classical"``) has its tuned setting, which ``sharpkd.load(peer)`` then runs, and the scores of its
+    whole grid. With ``cfg.bench`` the cards get ``speed`` and ``speed_by_backend``, and the default student
+    (``student.pt``) also ``video_1080p``. README.md has one quality table (input, the tuned peers, the best
+    classical per preset, teachers, students, no-KD students), the peers' tuning table and, with ``cfg.bench``, a
+    speed table and a video table.
 
     Args:
         cfg: see :class:`CardsConfig`.
@@ -136,7 +176,7 @@ def write_cards(
         progress: forwarded to :func:`evaluate_models` and :func:`sharpkd.reporting.benchmark.run_benchmark`.
 
     Returns:
-        The written paths, the cards first and README.md last (then ``cfg.readme`` when given).
+        The written paths: the model cards, then the peer cards, then README.md (then ``cfg.readme`` when given).
 
     Raises:
         CheckpointError: ``out_dir`` holds no ``*.pt`` file, or one of them cannot be loaded.
@@ -152,34 +192,52 @@ def write_cards(
     sources = [str(paths[name]) for name in cards]
 
     images = load_eval_images(cfg.data, cfg.max_side, cfg.limit)
-    evaluation = evaluate_models(sources, images, cfg.degradations, progress=progress)
-    rows = {b: evaluation["rows"][b] for b in BASELINES} | {n: evaluation["rows"][s] for n, s in zip(cards, sources)}
+    tuning = tune_classical(images, cfg.degradations, progress=progress)
+    evaluation = evaluate_models(
+        sources,
+        images,
+        cfg.degradations,
+        progress=progress,
+        peer_settings=tuning.settings,
+        best_per_preset=tuning.best_per_preset,
+    )
+    baselines = [*BASELINES, BEST_CLASSICAL]
+    rows = {b: evaluation["rows"][b] for b in baselines} | {n: evaluation["rows"][s] for n, s in zip(cards, sources)}
     evaluation = {**evaluation, "rows": rows}
-    bench = _benchmark(cfg, sources, progress) if cfg.bench else None
+    bench = _benchmark(cfg, sources, tuning, progress) if cfg.bench else None
     # the default student on a whole 1080p clip, decode and encode included
     video = _video(cfg, str(paths["student"]), progress) if cfg.bench and "student" in paths else []
 
-    shared = dict(
-        baselines={b: Quality.from_json(rows[b]) for b in BASELINES},
-        validation=Validation(
-            data=str(cfg.data), images=evaluation["images"], max_side=cfg.max_side, degradation_seed="image index"
-        ),
-        generated=Generated(cfg.command, date),
+    validation = Validation(
+        data=str(cfg.data), images=evaluation["images"], max_side=cfg.max_side, degradation_seed="image index"
     )
+    generated = Generated(cfg.command, date)
     written = []
     for name, source in zip(cards, sources):
-        card = dataclasses.replace(cards[name], metrics=Quality.from_json(rows[name]), **shared)
+        card = dataclasses.replace(
+            cards[name],
+            metrics=Quality.from_json(rows[name]),
+            baselines={b: Quality.from_json(rows[b]) for b in baselines},
+            validation=validation,
+            generated=generated,
+        )
         if bench is not None:
             card.speed_by_backend = {r.backend: Speed.from_result(r, bench) for r in bench.results if r.model == source}
             card.speed = next(iter(card.speed_by_backend.values()))  # the first of cfg.bench_backends
         if name == "student":
             card.video_1080p = video
         written.append(card.write(out_dir / f"{name}.json"))
+    for card in _peer_cards(tuning, rows, bench):
+        card.baselines = {INPUT: Quality.from_json(rows[INPUT])}
+        card.validation, card.generated = validation, generated
+        written.append(card.write(out_dir / f"{card.name}.json"))
 
     readme = intro_section(cfg.command, date)
     readme += quality_section(evaluation, list(cards.values()), cfg.data, cfg.max_side)
+    readme += classical_section(tuning, {name: CLASSICAL[name].description for name in tuning.peers})
     if bench is not None:
-        names = {source: name for name, source in zip(cards, sources)} | {"unsharp": BASELINE_LABELS["unsharp"]}
+        names = {source: name for name, source in zip(cards, sources)}
+        names |= {peer: peer_label(peer, setting) for peer, setting in tuning.settings.items()}
         readme += speed_section(bench, names)
     if video:
         readme += video_section(video)
@@ -188,5 +246,5 @@ def write_cards(
     if cfg.readme is not None:
         inject_results(cfg.readme, readme)
         written.append(Path(cfg.readme))
-    log.info("wrote %d model cards and README.md to %s", len(cards), out_dir)
+    log.info("wrote %d model cards, %d peer cards and README.md to %s", len(cards), len(tuning.peers), out_dir)
     return written

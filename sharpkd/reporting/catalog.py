@@ -1,4 +1,5 @@
-"""The shipped models at a glance, read from their cards: table rows, quality-against-speed points, the README.
+"""The shipped models and classical peers at a glance, read from their cards: table rows, quality-against-speed
+points, the peers' tuned settings, the README.
 
 The app's Home and Benchmark pages show these; notebooks can use them too. Every function takes the folder of cards
 (default: the shipped ``models/``, or ``$SHARPKD_MODELS``) and reads it with
@@ -18,19 +19,22 @@ from pathlib import Path
 from typing import Any
 
 from sharpkd.degrade import PRESETS
-from sharpkd.reporting.card import MEAN, Speed, read_cards
+from sharpkd.reporting.card import MEAN, SYNTHETIC, Speed, read_cards
+from sharpkd.runtime.classical import format_setting
 
 
 def model_cards_table(directory: str | os.PathLike | None = None) -> list[dict[str, Any]]:
-    """One row per model card, for a table: name, kind, preset, size, cost, mean and per-preset quality, speed.
+    """One row per card (models and classical peers), for a table: name, kind, preset, size, cost, mean and
+    per-preset quality, speed.
 
     Args:
         directory: the folder of ``<name>.json`` cards; default the shipped ``models/``.
 
     Returns:
         Rows sorted by card file name, with the columns ``model``, ``kind``, ``preset``, ``parameters``,
-        ``GMAC/frame (1080p)``, ``PSNR (mean)``, ``SSIM (mean)``, ``PSNR <preset>`` for each preset,
-        ``ms/frame (1080p, p50)`` and ``FPS``. Missing fields are ``None``, so partial cards still show.
+        ``GMAC/frame (1080p)``, ``PSNR (mean)``, ``SSIM (mean)``, ``gain (mean)``, ``gain (synthetic)``,
+        ``PSNR <preset>`` for each preset, ``ms/frame (1080p, p50)`` and ``FPS``. Missing fields are ``None``, so
+        partial cards still show.
     """
     rows = []
     for card in read_cards(directory):
@@ -44,12 +48,46 @@ def model_cards_table(directory: str | os.PathLike | None = None) -> list[dict[s
             "GMAC/frame (1080p)": round(card.macs_1080p / 1e9, 2) if card.macs_1080p is not None else None,
             "PSNR (mean)": mean.psnr,
             "SSIM (mean)": mean.ssim,
+            "gain (mean)": mean.gain,
+            "gain (synthetic)": card.metrics.score(SYNTHETIC).gain,
         }
         for preset in PRESETS:
             row[f"PSNR {preset}"] = card.metrics.score(preset).psnr
         row["ms/frame (1080p, p50)"] = speed.p50_ms
         row["FPS"] = speed.fps
         rows.append(row)
+    return rows
+
+
+def classical_peers_table(directory: str | os.PathLike | None = None) -> list[dict[str, Any]]:
+    """One row per classical peer card (``kind`` ``"classical"``): what it is, its tuned setting, quality, speed.
+
+    Args:
+        directory: the folder of ``<name>.json`` cards; default the shipped ``models/``.
+
+    Returns:
+        Rows sorted by card file name, with the columns ``peer``, ``what it is``, ``engine``, ``tuned setting``,
+        ``settings tried``, ``gain (mean)``, ``gain (synthetic)``, ``best classical on`` (the presets where this
+        peer is the per-preset best, comma-separated) and ``FPS``; missing fields are ``None``.
+    """
+    rows = []
+    for card in read_cards(directory):
+        if card.kind != "classical" or card.classical is None:
+            continue
+        section = card.classical
+        rows.append(
+            {
+                "peer": card.name,
+                "what it is": section.description,
+                "engine": section.engine,
+                "tuned setting": format_setting(section.setting) or None,
+                "settings tried": len(section.grid),
+                "gain (mean)": card.metrics.score(MEAN).gain,
+                "gain (synthetic)": card.metrics.score(SYNTHETIC).gain,
+                "best classical on": ", ".join(section.best_for) or None,
+                "FPS": card.speed.fps if card.speed is not None else None,
+            }
+        )
     return rows
 
 

@@ -1,9 +1,12 @@
 """End-to-end evaluation on uint8 images: what a user actually gets from ``sharpkd.load(name).sharpen()``.
 
-:func:`evaluate_models` degrades a clean uint8 image with a named preset, restores the uint8 result with each loaded
-model's ``sharpen()``, and measures PSNR/SSIM against the clean image. The degraded input itself and the OpenCV unsharp
-mask are always scored alongside, as the floor and the classical baseline. (The tensor evaluation that the training
-loop runs on validation batches is :mod:`sharpkd.training.validation`.)
+:func:`evaluate_models` degrades a clean uint8 image with each named preset, restores the uint8 result with each loaded
+model's ``sharpen()``, and measures PSNR/SSIM against the clean image. The degraded input itself and the classical
+peers (:func:`sharpkd.runtime.classical.list_peers`: OpenCV unsharp mask, FFmpeg CAS, FFmpeg unsharp, each at its
+tuned setting) are always scored alongside, as the floor and the classical baselines, and with the per-preset choice
+of :mod:`sharpkd.reporting.tuning` also the row "best classical, tuned per preset". The scoring itself,
+:func:`degraded_inputs` and :func:`score_outputs`, is shared with that tuning. (The tensor evaluation that the
+training loop runs on validation batches is :mod:`sharpkd.training.validation`.)
 
 Example:
     >>> images = load_eval_images("samples", max_side=256, limit=2)
@@ -14,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -21,9 +25,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from sharpkd.degrade import PRESETS, list_degradations
+from sharpkd.degrade import PRESETS, SYNTHETIC_PRESETS, list_degradations
+from sharpkd.reporting.card import MEAN, SYNTHETIC
+from sharpkd.runtime.classical import list_peers
 
-BASELINES: tuple[str, ...] = ("input", "unsharp")  # always scored first: the degraded input and the unsharp mask
+log = logging.getLogger(__name__)
+
+INPUT = "input"  # row of the degraded input itself
+BASELINES: tuple[str, ...] = (INPUT, *list_peers())  # always scored first: the input, then the classical peers
+BEST_CLASSICAL = "best-classical"  # row: for each preset, the best (peer, setting) on that preset
+
+Restore = Callable[[np.ndarray], np.ndarray]  # (H, W, 3) uint8 -> (H, W, 3) uint8
+Row = dict[str, dict[str, float]]  # {degradation: {"psnr", "ssim"}, ..., "synthetic": {...}, "mean": {...}}
 
 
 def load_eval_images(
@@ -65,19 +78,46 @@ def _score(pred: np.ndarray, gt: torch.Tensor) -> tuple[float, float]:
     return float(psnr(x, gt, data_range=1.0)), float(ssim(x, gt, data_range=1.0))
 
 
-def _check_degradations(degradations: Sequence[str]) -> None:
+def check_degradations(degradations: Sequence[str]) -> None:
+    """Raise ``ValueError`` naming the unknown ones when ``degradations`` is empty or has a name ``degrade`` lacks."""
     unknown = [d for d in degradations if d not in list_degradations()]
     if unknown or not degradations:
         raise ValueError(f"unknown degradations {unknown or list(degradations)}; known: {', '.join(PRESETS)}")
 
 
-def _with_means(rows: dict[str, dict[str, dict[str, float]]], degradations: Sequence[str]) -> None:
-    """Add ``"mean": {"psnr", "ssim", "gain"}`` to every row, the gain over the degraded input's mean PSNR."""
-    input_psnr = np.mean([rows["input"][d]["psnr"] for d in degradations])
-    for per_deg in rows.values():
-        mean_psnr = float(np.mean([per_deg[d]["psnr"] for d in degradations]))
-        mean_ssim = float(np.mean([per_deg[d]["ssim"] for d in degradations]))
-        per_deg["mean"] = {"psnr": mean_psnr, "ssim": mean_ssim, "gain": float(mean_psnr - input_psnr)}
+def degraded_inputs(images: Mapping[str, np.ndarray], degradations: Sequence[str]) -> dict[str, list[np.ndarray]]:
+    """``{degradation: [lq per image]}``: image number ``i`` degraded with ``degrade_image(gt, d, seed=i)``.
+
+    Shape:
+        every ``lq`` is ``(H, W, 3)`` uint8, the size of its clean image.
+    """
+    from sharpkd.data import degrade_image
+
+    return {d: [degrade_image(img, d, seed=i) for i, img in enumerate(images.values())] for d in degradations}
+
+
+def score_outputs(restore: Restore, lqs: Sequence[np.ndarray], gts: Sequence[torch.Tensor]) -> dict[str, float]:
+    """``{"psnr", "ssim"}`` of ``restore(lq)`` against each ``gt`` (``(1, 3, H, W)`` in [0, 1]), mean over images."""
+    scores = [_score(restore(lq), gt) for lq, gt in zip(lqs, gts)]
+    return {"psnr": float(np.mean([s[0] for s in scores])), "ssim": float(np.mean([s[1] for s in scores]))}
+
+
+def _mean(row: Mapping[str, Mapping[str, float]], degradations: Sequence[str], input_psnr: float) -> dict[str, float]:
+    psnr = float(np.mean([row[d]["psnr"] for d in degradations]))
+    return {"psnr": psnr, "ssim": float(np.mean([row[d]["ssim"] for d in degradations])), "gain": psnr - input_psnr}
+
+
+def with_means(row: Mapping[str, Mapping[str, float]], input_row: Mapping[str, Mapping[str, float]]) -> Row:
+    """``row`` (``{degradation: {"psnr", "ssim"}}``) with its means: ``"mean"`` over every degradation in it, and
+    ``"synthetic"`` over the four synthetic presets when all four are in it. ``gain`` is the mean PSNR minus that of
+    ``input_row`` over the same degradations."""
+    degradations = [d for d in row if d not in (MEAN, SYNTHETIC)]
+    out: Row = {d: dict(row[d]) for d in degradations}
+    if set(SYNTHETIC_PRESETS) <= set(degradations):
+        input_psnr = float(np.mean([input_row[d]["psnr"] for d in SYNTHETIC_PRESETS]))
+        out[SYNTHETIC] = _mean(row, SYNTHETIC_PRESETS, input_psnr)
+    out[MEAN] = _mean(row, degradations, float(np.mean([input_row[d]["psnr"] for d in degradations])))
+    return out
 
 
 def evaluate_models(
@@ -88,61 +128,75 @@ def evaluate_models(
     backend: str = "torch",
     tile: int = 512,
     progress: Callable[[int, int, str], None] | None = None,
+    peer_settings: Mapping[str, Mapping[str, float]] | None = None,
+    best_per_preset: Mapping[str, tuple[str, Mapping[str, float]]] | None = None,
 ) -> dict[str, Any]:
-    """PSNR and SSIM of each model's uint8 output, beside the degraded input and the unsharp mask.
+    """PSNR and SSIM of each model's uint8 output, beside the degraded input and the classical peers.
 
     For degradation ``d`` and image number ``i`` (in ``images`` order): ``lq = degrade_image(gt, d, seed=i)``,
     ``pred = load(model).sharpen(lq)``, and PSNR/SSIM (``data_range=1``) compare ``to_tensor(pred)`` with
     ``to_tensor(gt)``. Scores are averaged over images per degradation, then over degradations.
 
     Args:
-        models: shipped names or checkpoint paths; ``"input"`` and ``"unsharp"`` are always included, first.
+        models: shipped names or checkpoint paths; the :data:`BASELINES` are always included, first.
         images: clean ``(H, W, 3)`` uint8 images by name, each at least 3x3.
-        degradations: names accepted by :func:`sharpkd.degrade.degrade`, by default the four presets.
+        degradations: names accepted by :func:`sharpkd.degrade.degrade`, by default the six presets.
         backend: ``"torch"`` or ``"onnx"`` for the neural models.
         tile: tile side of the tiled inference path.
         progress: called as ``progress(done, total, label)`` before each (method, degradation) and once at the end.
+        peer_settings: ``{peer: setting}`` to score the classical peers with; a peer not in it runs what
+            ``sharpkd.load(peer)`` runs (its tuned card, else its default).
+        best_per_preset: ``{degradation: (peer, setting)}`` (:attr:`~sharpkd.reporting.tuning.Tuning.best_per_preset`);
+            when it covers every degradation, the row :data:`BEST_CLASSICAL` scores each degradation with its peer.
 
     Returns:
         A plain dict::
 
             {"degradations": [...], "images": [names], "sizes": [[H, W], ...],
-             "rows": {method: {degradation: {"psnr", "ssim"}, ..., "mean": {"psnr", "ssim", "gain"}}}}
+             "rows": {method: {degradation: {"psnr", "ssim"}, ..., "synthetic": {...}, "mean": {...}}},
+             "classical": {peer: setting}, "best_classical": {degradation: {"method", "setting"}}}
 
-        with rows in the order input, unsharp, then ``models``; ``gain`` is the mean PSNR minus the input's.
+        with rows in the order input, the peers, best-classical (only with ``best_per_preset``), then ``models``;
+        ``mean`` and ``synthetic`` (see :func:`with_means`) hold ``psnr``, ``ssim`` and ``gain`` (their PSNR minus
+        the input's). ``best_classical`` is ``{}`` without the row.
 
     Raises:
-        ValueError: no images, or an unknown degradation or backend.
+        ValueError: no images, or an unknown degradation, backend or peer setting.
         CheckpointError: a model cannot be loaded.
+        CardError: a peer's card exists but cannot be read.
     """
-    from sharpkd.data import degrade_image, to_tensor
+    from sharpkd.data import to_tensor
     from sharpkd.runtime.sharpener import load
 
     if not images:
         raise ValueError("evaluate_models needs at least one image, got none")
-    _check_degradations(degradations)
+    check_degradations(degradations)
+    peer_settings = peer_settings or {}
     methods = list(BASELINES) + [m for m in dict.fromkeys(models) if m not in BASELINES]
-    sharpeners = {m: load(m, backend=backend, tile=tile) for m in methods}  # fail on a bad model before any work
-    gts = {name: to_tensor(img) for name, img in images.items()}
+    # fail on a bad model before any work
+    sharpeners = {m: load(m, backend=backend, tile=tile, setting=peer_settings.get(m)) for m in methods}
+    winners = dict(best_per_preset or {})
+    if winners and not set(degradations) <= set(winners):
+        log.info("no best-classical row: the per-preset choice lacks %s", sorted(set(degradations) - set(winners)))
+        winners = {}
+    best = {d: load(winners[d][0], setting=winners[d][1]) for d in degradations} if winners else {}
+    gts = [to_tensor(img) for img in images.values()]
     rows: dict[str, dict[str, dict[str, float]]] = {m: {} for m in methods}
-    total, done = len(methods) * len(degradations), 0
-    for deg in degradations:
-        lqs = [degrade_image(img, deg, seed=i) for i, img in enumerate(images.values())]
-        for method in methods:
+    total, done = (len(methods) + bool(best)) * len(degradations), 0
+    for deg, lqs in degraded_inputs(images, degradations).items():
+        for method, sharpener in [*sharpeners.items(), *([(BEST_CLASSICAL, best[deg])] if best else [])]:
             if progress is not None:
                 progress(done, total, f"{method} {deg}")
-            scores = [_score(sharpeners[method].sharpen(lq), gt) for lq, gt in zip(lqs, gts.values())]
-            rows[method][deg] = {
-                "psnr": float(np.mean([s[0] for s in scores])),
-                "ssim": float(np.mean([s[1] for s in scores])),
-            }
+            rows.setdefault(method, {})[deg] = score_outputs(sharpener.sharpen, lqs, gts)
             done += 1
     if progress is not None:
         progress(total, total, "done")
-    _with_means(rows, degradations)
+    order = [*BASELINES, *([BEST_CLASSICAL] if best else []), *methods[len(BASELINES) :]]
     return {
         "degradations": list(degradations),
         "images": list(images),
         "sizes": [list(img.shape[:2]) for img in images.values()],
-        "rows": rows,
+        "rows": {m: with_means(rows[m], rows[INPUT]) for m in order},
+        "classical": {p: sharpeners[p].setting for p in BASELINES if p != INPUT},
+        "best_classical": {d: {"method": winners[d][0], "setting": best[d].setting} for d in degradations if best},
     }

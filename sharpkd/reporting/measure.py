@@ -28,6 +28,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from sharpkd.models.blocks import reparameterize
+
 
 @lru_cache(maxsize=1)
 def _photo() -> np.ndarray:
@@ -71,8 +73,9 @@ def conv_macs(model: nn.Module, height: int, width: int) -> int:
 
     Each conv counts ``output elements * in_channels / groups * kernel_h * kernel_w``, counted by forward hooks. Only
     convolutions are counted (they dominate): activations, norms, attention products, pixel (un)shuffles, padding and
-    the uint8 conversions are not. The pass runs on the ``meta`` device, so no memory or time is spent on a 4K
-    frame. Tile overlap of the tiled inference path is not counted either: this is one pass over the whole frame.
+    the uint8 conversions are not; a re-parameterizable block counts as the one conv it runs as. The pass runs on
+    the ``meta`` device, so no memory or time is spent on a 4K frame. Tile overlap of the tiled inference path is
+    not counted either: this is one pass over the whole frame.
 
     Args:
         model: any module taking ``(1, 3, H, W)`` images.
@@ -85,7 +88,8 @@ def conv_macs(model: nn.Module, height: int, width: int) -> int:
     Shape:
         The model is run once on a ``(1, 3, height, width)`` meta tensor.
     """
-    meta_model = copy.deepcopy(model).to("meta")
+    # re-parameterizable blocks count as the plain convs they run as (sharpkd.models.blocks.reparameterize)
+    meta_model = copy.deepcopy(reparameterize(model)).to("meta")
     total = 0
 
     def hook(module: nn.Conv2d, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:

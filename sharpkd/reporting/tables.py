@@ -1,8 +1,9 @@
 """Markdown rendering of the reports: the quality table, ``models/README.md``'s sections, and the project README block.
 
 :func:`metrics_table` renders :func:`sharpkd.reporting.evaluate.evaluate_models`'s result (``sharpkd evaluate``
-prints it). The ``*_section`` functions return ``models/README.md`` as lists of lines, which
-:func:`sharpkd.reporting.cards.write_cards` joins, and :func:`inject_results` copies into the project README.
+prints it, with :func:`best_classical_note` under it). The ``*_section`` functions return ``models/README.md`` as
+lists of lines, which :func:`sharpkd.reporting.cards.write_cards` joins, and :func:`inject_results` copies into the
+project README.
 """
 
 from __future__ import annotations
@@ -12,13 +13,28 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sharpkd.reporting.card import CARD_RESOLUTION, ModelCard, VideoRun
+from sharpkd.degrade import SYNTHETIC_PRESETS
+from sharpkd.reporting.card import CARD_RESOLUTION, MEAN, SYNTHETIC, ModelCard, VideoRun
+from sharpkd.reporting.evaluate import BEST_CLASSICAL, INPUT
+from sharpkd.runtime.classical import format_setting
 
 if TYPE_CHECKING:
     from sharpkd.reporting.benchmark import BenchmarkReport
+    from sharpkd.reporting.tuning import Tuning
 
-BASELINE_LABELS = {"input": "input (degraded)", "unsharp": "unsharp mask"}  # display names of the baselines
+# display names of the rows that are not a model or a peer
+BASELINE_LABELS = {INPUT: "input (degraded)", BEST_CLASSICAL: "best classical, tuned per preset"}
 RESULTS_START, RESULTS_END = "<!-- results:start -->", "<!-- results:end -->"  # the project README's results block
+
+
+def peer_label(name: str, setting: Mapping[str, Any]) -> str:
+    """A classical peer's row name with its setting: ``"cas (strength 0.6)"``."""
+    return f"{name} ({format_setting(setting)})" if setting else name
+
+
+def _labels(result: Mapping[str, Any], labels: Mapping[str, str] | None) -> dict[str, str]:
+    peers = {name: peer_label(name, setting) for name, setting in result.get("classical", {}).items()}
+    return {**BASELINE_LABELS, **peers, **(labels or {})}
 
 
 def metrics_table(
@@ -27,28 +43,43 @@ def metrics_table(
     extra: Mapping[str, Mapping[str, str]] | None = None,
 ) -> str:
     """A Markdown table of :func:`evaluate_models`'s result: one row per method, SSIM and PSNR per degradation, then
-    the mean PSNR and the mean gain over the input in dB.
+    the mean PSNR and gain over the four synthetic presets (when all four were scored) and over every degradation.
 
     Args:
         result: what :func:`~sharpkd.reporting.evaluate.evaluate_models` returned.
-        labels: display names by method (default: the baselines' labels, else the method itself).
+        labels: display names by method (default: the baselines' labels, the peers with their settings, else the
+            method itself).
         extra: additional leading columns, ``{column: {method: text}}`` (e.g. parameters).
 
     Returns:
         The table, one line per row, without a trailing newline.
     """
-    labels = {**BASELINE_LABELS, **(labels or {})}
+    labels = _labels(result, labels)
     extra = extra or {}
     degs = result["degradations"]
-    header = ["method", *extra, *[f"{d} {m}" for d in degs for m in ("SSIM", "PSNR")], "mean PSNR", "gain (dB)"]
+    means = [m for m in (SYNTHETIC, MEAN) if all(m in row for row in result["rows"].values())]
+    names = {SYNTHETIC: ("synthetic PSNR", "synthetic gain"), MEAN: ("mean PSNR", "gain (dB)")}
+    header = ["method", *extra, *[f"{d} {m}" for d in degs for m in ("SSIM", "PSNR")]]
+    header += [name for m in means for name in names[m]]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
     for method, row in result["rows"].items():
         cells = [labels.get(method, method), *[col.get(method, "") for col in extra.values()]]
         for d in degs:
             cells += [f"{row[d]['ssim']:.4f}", f"{row[d]['psnr']:.2f}"]
-        cells += [f"{row['mean']['psnr']:.2f}", f"{row['mean']['gain']:+.2f}"]
+        for m in means:
+            cells += [f"{row[m]['psnr']:.2f}", f"{row[m]['gain']:+.2f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def best_classical_note(result: Mapping[str, Any]) -> str | None:
+    """One line naming the (peer, setting) behind each degradation of the best-classical row, or ``None`` without it:
+    ``"best classical, tuned per preset: vc cas (strength 0.2); ..."``."""
+    best = result.get("best_classical") or {}
+    if not best:
+        return None
+    parts = [f"{d} {peer_label(choice['method'], choice['setting'])}" for d, choice in best.items()]
+    return f"{BASELINE_LABELS[BEST_CLASSICAL]}: " + "; ".join(parts) + "."
 
 
 def intro_section(command: str, date: str) -> list[str]:
@@ -80,12 +111,16 @@ def quality_section(
         max_side: the longer side the images were downscaled to, ``None`` for full size.
     """
     size = f"downscaled to at most {max_side} px" if max_side else "full size"
+    note = best_classical_note(evaluation)
     return [
         "## Quality",
         "",
         f"{len(evaluation['images'])} validation images from `{data}` ({size}). Each is degraded with each named",
         "preset (seed = image index), restored with `sharpkd.load(name).sharpen()` on uint8, and scored against the",
-        "clean image: PSNR in dB and SSIM (Gaussian window) on [0, 1]. `gain` is the mean PSNR minus the input's.",
+        "clean image: PSNR in dB and SSIM (Gaussian window) on [0, 1]. `gain` is the mean PSNR minus the input's;",
+        f"`synthetic` is the mean over the four synthetic presets ({', '.join(SYNTHETIC_PRESETS)}). The classical",
+        "peers run their setting tuned on these images (see Classical peers); the best-classical row takes, for each",
+        "preset separately, the best peer and setting on that preset.",
         "",
         metrics_table(
             evaluation,
@@ -95,7 +130,41 @@ def quality_section(
             },
         ),
         "",
+        *([note, ""] if note else []),
     ]
+
+
+def classical_section(tuning: Tuning, descriptions: Mapping[str, str]) -> list[str]:
+    """The tuning of the classical peers: per peer and grid setting, the PSNR gain over the input per degradation,
+    over the synthetic presets and over all; the tuned setting of each peer in bold.
+
+    Args:
+        tuning: what :func:`~sharpkd.reporting.tuning.tune_classical` returned.
+        descriptions: ``{peer: what it is}``, e.g. ``"FFmpeg contrast adaptive sharpening"``.
+    """
+    degs = tuning.degradations
+    means = [m for m in (SYNTHETIC, MEAN) if m in tuning.input]
+    header = ["peer", "setting", *degs, *[{SYNTHETIC: "synthetic", MEAN: "mean"}[m] for m in means]]
+    lines = [
+        "## Classical peers",
+        "",
+        "Each classical peer is scored at every setting of its search grid on the validation images, as the models",
+        "are. Its setting (bold) is the one with the best mean gain over all presets: the one setting a user would",
+        "pick not knowing the degradation; `sharpkd.load(peer)` runs it. Cells are PSNR gains over the degraded",
+        "input in dB.",
+        "",
+        *[f"- `{name}`: {descriptions.get(name, name)}" for name in tuning.peers],
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join(["---", "---"] + ["---:"] * (len(header) - 2)) + "|",
+    ]
+    for name, peer in tuning.peers.items():
+        for i, (setting, row) in enumerate(zip(peer.grid, peer.rows)):
+            gains = [row[d]["psnr"] - tuning.input[d]["psnr"] for d in degs] + [row[m]["gain"] for m in means]
+            text = format_setting(setting)
+            cells = [name, f"**{text}**" if i == peer.best else text, *[f"{g:+.2f}" for g in gains]]
+            lines.append("| " + " | ".join(cells) + " |")
+    return [*lines, ""]
 
 
 def speed_section(bench: BenchmarkReport, names: Mapping[str, str]) -> list[str]:

@@ -2,7 +2,7 @@
 
 Example:
     >>> import sharpkd
-    >>> model = sharpkd.load("student")                # shipped name, checkpoint path, or "unsharp"
+    >>> model = sharpkd.load("student")                # shipped name, checkpoint path, or a peer ("cas")
     >>> out = model.sharpen(frame)                      # (H, W, 3) uint8 RGB -> same shape and dtype
 
 Two paths:
@@ -17,10 +17,11 @@ Two paths:
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +30,11 @@ import torch
 import torch.nn as nn
 
 from sharpkd.checkpoint import load_checkpoint
-from sharpkd.errors import CheckpointError
+from sharpkd.errors import CardError, CheckpointError
 from sharpkd.images import to_rgb_uint8
 from sharpkd.models.blocks import pad_to_multiple
 from sharpkd.runtime.backends import BACKENDS
-from sharpkd.runtime.classical import CLASSICAL
+from sharpkd.runtime.classical import CARD_SECTION, CLASSICAL, Setting
 
 # Overlap around each tile. It must cover the receptive field, or tile seams show: measured (gradient support of one
 # output pixel) at the default configs, nafnet reaches 59 px, unet 47, sepunet 63, resattn 33, rescnn 18, conv4 4.
@@ -151,12 +152,16 @@ class Sharpener:
         threads: intra-op threads of the backend's own runtime (the ONNX Runtime session); the torch backend uses
             torch's process-wide thread count, which the caller sets with ``torch.set_num_threads``.
         onnx_path: run this exported graph instead of exporting ``model`` (``backend="onnx"`` only).
+        setting: a classical method's setting (keyword -> value); missing keywords keep their defaults. Classical
+            methods that take ``threads`` (the FFmpeg filters) get ``threads`` too.
 
     Raises:
-        ValueError: an unknown backend or classical method, or ``tile < 64``.
+        ValueError: an unknown backend or classical method, ``tile < 64``, a setting the classical method does not
+            take, or a setting given with a network.
 
     Attributes:
         name, model, meta, tile, threads: as given.
+        setting: the classical method's full setting (defaults filled in); ``None`` for a network.
         backend: the backend's name, ``"torch"`` or ``"onnx"``.
         luma: the model is a luma student and runs on the luma fast path.
         tileable: the tiled path may cut the image into tiles (not for instance-norm models).
@@ -171,6 +176,7 @@ class Sharpener:
         tile: int = 512,
         threads: int | None = None,
         onnx_path: str | os.PathLike | None = None,
+        setting: Mapping[str, Any] | None = None,
     ) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
@@ -178,10 +184,13 @@ class Sharpener:
             raise ValueError(f"tile must be >= 64 px, got {tile}")
         if model is None and name not in CLASSICAL:
             raise ValueError(f"no model given and {name!r} is no classical method; known: {', '.join(CLASSICAL)}")
+        if model is not None and setting is not None:
+            raise ValueError(f"a setting is for classical methods; {name!r} is a network, got setting {dict(setting)}")
         self.name, self.model, self.meta, self.backend = name, model, meta or {}, backend
         self.tile = tile
         self.threads = threads
-        self._classical = CLASSICAL[name] if model is None else None
+        self.setting = CLASSICAL[name].resolve(setting) if model is None else None
+        self._classical = CLASSICAL[name].bind(self.setting, threads) if model is None else None
         self._runner = BACKENDS[backend](model, threads=threads, onnx_path=onnx_path) if model is not None else None
         self._luma_buffers = _LumaBuffers()
         self.luma = self._runner is not None and self._runner.luma
@@ -279,30 +288,84 @@ class Sharpener:
         return y[0].mul_(255.0).round_().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
 
 
+def tuned_setting(name: str) -> tuple[Setting | None, Path]:
+    """The setting of classical method ``name`` tuned on the validation images: the ``"classical"`` section's
+    ``"setting"`` of its card ``<models_dir>/<name>.json`` (written by ``sharpkd cards``), and the card's path.
+
+    Returns:
+        ``(setting, path)``; ``setting`` is ``None`` when there is no card or it has no tuned setting.
+
+    Raises:
+        CardError: the card exists but cannot be read, is not JSON, or its setting is not one ``name`` takes.
+    """
+    path = models_dir() / f"{name}.json"
+    if not path.is_file():
+        return None, path
+    try:
+        card = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CardError(f"cannot read the card of {name!r}, {path}: {err}") from err
+    section = card.get(CARD_SECTION) if isinstance(card, dict) else None
+    setting = section.get("setting") if isinstance(section, dict) else None
+    if setting is None:
+        return None, path
+    if not isinstance(setting, dict):
+        raise CardError(f"{path}: {CARD_SECTION}.setting must be a JSON object, got {setting!r}")
+    try:
+        return CLASSICAL[name].resolve(setting), path
+    except ValueError as err:
+        raise CardError(f"{path}: {err}") from err
+
+
+def _load_classical(name: str, setting: Mapping[str, Any] | None, tile: int, threads: int | None) -> Sharpener:
+    method = CLASSICAL[name]
+    if setting is not None:
+        source = "given"
+    else:
+        setting, path = tuned_setting(name)
+        source = str(path) if setting is not None else "default"
+    resolved = method.resolve(setting)
+    meta = {"description": method.describe(resolved), "setting": resolved, "setting_source": source}
+    return Sharpener(name, None, meta, "torch", tile, threads, setting=resolved)
+
+
 def load(
     name_or_path: str | os.PathLike = "student",
     *,
     backend: str = "torch",
     tile: int = 512,
     threads: int | None = None,
+    setting: Mapping[str, Any] | None = None,
 ) -> Sharpener:
     """Load a shipped model by name (``"student"``, ``"teacher"``, ...), a checkpoint path, or a classical method
-    (``"unsharp"``, ``"input"``).
+    (``"unsharp"``, ``"cas"``, ``"ffmpeg-unsharp"``, ``"input"``).
+
+    A classical peer runs the setting tuned on the validation images when its card ``models/<name>.json`` exists
+    (:func:`tuned_setting`), else its registered default; ``meta["setting"]`` is the setting in use and
+    ``meta["setting_source"]`` where it came from (the card's path, ``"default"`` or ``"given"``).
 
     Args:
         name_or_path: what to load.
         backend: ``"torch"`` or ``"onnx"`` (ONNX Runtime; the model is exported to ONNX in memory when loaded).
         tile: tile side for large images on the tiled path.
-        threads: intra-op threads of the ONNX Runtime session (``None``: every core). It never changes torch's
-            process-wide thread count: call ``torch.set_num_threads`` for the torch backend.
+        threads: intra-op threads of the ONNX Runtime session, or of a classical FFmpeg filter (``None``: every
+            core). It never changes torch's process-wide thread count: call ``torch.set_num_threads`` for the torch
+            backend.
+        setting: classical methods only: run this setting (keyword -> value) instead of the tuned one.
 
     Raises:
         CheckpointError: unknown name, or a corrupt / unsafe / mismatched checkpoint.
-        ValueError: unknown backend.
+        CardError: a classical peer's card exists but its tuned setting cannot be read.
+        ValueError: unknown backend, a setting the classical method does not take, or a setting for a network.
+
+    Example:
+        >>> sharpkd.load("cas").meta["setting"]  # doctest: +SKIP
+        {'strength': 0.6}
     """
     if str(name_or_path) in CLASSICAL:
-        method = CLASSICAL[str(name_or_path)]
-        return Sharpener(method.name, None, {"description": method.summary}, "torch", tile)
+        return _load_classical(str(name_or_path), setting, tile, threads)
+    if setting is not None:
+        raise ValueError(f"a setting is for classical methods ({', '.join(CLASSICAL)}), got one for {name_or_path!r}")
     path = resolve_checkpoint(name_or_path)
     model, meta = load_checkpoint(path)
     return Sharpener(str(name_or_path), model, meta, backend, tile, threads)

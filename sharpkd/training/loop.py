@@ -125,7 +125,7 @@ def check_losses(losses: str | Mapping[str, float], *, has_teacher: bool, cached
         losses: ``"name=weight,..."`` or a mapping (see :func:`sharpkd.losses.parse_weights`).
         has_teacher: whether a teacher model is given.
         cached: whether the data carries the teacher's outputs (a :class:`~sharpkd.training.cache.TeacherCache`),
-            which serves ``kd``/``kd_mse`` but not ``feat``.
+            which serves ``kd``/``kd_mse``/``kd_psnr`` but not ``feat``.
 
     Returns:
         The parsed weights.
