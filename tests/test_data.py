@@ -345,3 +345,24 @@ def test_eval_images_from_folder_and_empty(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetError, match="no evaluation images"):
         EvalImages.from_folder(tmp_path / "empty")
+
+
+def test_codec_crops_are_degraded_inside_a_large_context(monkeypatch) -> None:
+    import sharpkd.data as data_mod
+
+    seen = []
+    real = data_mod.degrade
+
+    def spy(x, name, generator=None, strength=1.0):
+        seen.append(tuple(x.shape[-2:]))
+        return real(x, "gauss1.5", generator)  # stand-in: only the region size is under test
+
+    monkeypatch.setattr(data_mod, "degrade", spy)
+    img = np.random.default_rng(0).integers(0, 256, (420, 400, 3), dtype=np.uint8)
+    ds = SyntheticPairs([img], patch_size=32, degradation="h264")
+    lq, gt = ds[0]
+    assert lq.shape == gt.shape == (3, 32, 32)
+    # 32 px crop + 144 px of context each side (clamped to the image), against 16 px for a local degradation
+    assert seen[-1] == (32 + 2 * 144, 32 + 2 * 144)
+    SyntheticPairs([img], patch_size=32, degradation="gauss1.5")[0]
+    assert seen[-1] == (64, 64)

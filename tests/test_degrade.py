@@ -297,3 +297,13 @@ def test_presets_mix_draws_every_one_of_the_six_presets(sharp: torch.Tensor) -> 
         drawn.add(name)
         assert torch.equal(degrade(small, "presets", _gen(seed)), degrade(small, name, g))
     assert drawn == set(PRESETS)
+
+
+def test_context_margin_is_wide_only_where_a_codec_may_be_drawn() -> None:
+    from sharpkd.degrade import CODEC_PRESETS, SYNTHETIC_PRESETS, context_margin
+
+    assert {context_margin(p) for p in SYNTHETIC_PRESETS} == {context_margin("mix")} == {16}
+    assert {context_margin(p) for p in CODEC_PRESETS} == {context_margin("presets"), context_margin("mix+presets")}
+    assert context_margin("h264") >= 128  # a 96 px crop codes inside a frame of about 384 px
+    with pytest.raises(ValueError, match="unknown degradation"):
+        context_margin("nope")

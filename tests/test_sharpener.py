@@ -75,7 +75,9 @@ def test_models_dir_honours_env(tiny_models_dir: Path) -> None:
 def test_load_tiny_models_by_name(tiny_models_dir: Path, name: str) -> None:
     sharpener = sharpkd.load(name)
     assert isinstance(sharpener, Sharpener)
-    assert sharpener.name == name and sharpener.backend == "torch"
+    # no backend given: the fastest one installed, ONNX Runtime here (a dev requirement)
+    assert sharpener.name == name and sharpener.backend == "onnx"
+    assert sharpkd.load(name, backend="torch").backend == "torch"
     assert sharpener.kind in ("teacher", "student")
     assert sharpener.meta["tiny"] is True
     assert name in repr(sharpener)
@@ -414,3 +416,14 @@ def test_a_classical_method_is_one_registration() -> None:
 def test_no_model_needs_a_classical_name() -> None:
     with pytest.raises(ValueError, match="no model given and 'sharpest' is no classical method; known: unsharp, cas"):
         Sharpener("sharpest", None)
+
+
+def test_fastest_backend_falls_back_to_torch_without_onnxruntime(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    from sharpkd.runtime.sharpener import fastest_backend
+
+    assert fastest_backend() == "onnx"
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "onnxruntime" else real(n, *a))
+    assert fastest_backend() == "torch"

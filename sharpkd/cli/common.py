@@ -26,7 +26,7 @@ def split_csv(text: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in text.split(",") if item.strip())
 
 
-def load_sharpener(name: str, backend: str = "torch", tile: int = 512, threads: int | None = None) -> Sharpener:
+def load_sharpener(name: str, backend: str = "auto", tile: int = 512, threads: int | None = None) -> Sharpener:
     """:func:`sharpkd.load` with any load failure turned into a one-line ``CheckpointError``.
 
     ``threads`` (``--threads``) is also set as torch's process-wide intra-op thread count: a command owns its
@@ -51,7 +51,9 @@ def load_sharpener(name: str, backend: str = "torch", tile: int = 512, threads: 
 def add_model_args(p: argparse.ArgumentParser) -> None:
     """``--model``, ``--backend``, ``--tile``, ``--threads``: the options of commands that run one sharpener."""
     p.add_argument("--model", default="student", help="shipped model name, checkpoint path, 'unsharp' or 'input'")
-    p.add_argument("--backend", default="torch", choices=BACKENDS)
+    p.add_argument(
+        "--backend", default="auto", choices=[*BACKENDS, "auto"], help="default auto: the fastest installed (onnx)"
+    )
     p.add_argument("--tile", type=int, default=512, help="tile side of the tiled inference path (px)")
     p.add_argument("--threads", type=int, default=None, help="intra-op CPU threads (default: torch's)")
 

@@ -329,10 +329,18 @@ def _load_classical(name: str, setting: Mapping[str, Any] | None, tile: int, thr
     return Sharpener(name, None, meta, "torch", tile, threads, setting=resolved)
 
 
+def fastest_backend() -> str:
+    """The backend :func:`load` picks when none is given: ONNX Runtime when it is installed (1.7-2x faster than eager
+    torch for every shipped network on the development CPU, see models/README.md), else torch."""
+    import importlib.util
+
+    return "onnx" if importlib.util.find_spec("onnxruntime") is not None else "torch"
+
+
 def load(
     name_or_path: str | os.PathLike = "student",
     *,
-    backend: str = "torch",
+    backend: str | None = None,
     tile: int = 512,
     threads: int | None = None,
     setting: Mapping[str, Any] | None = None,
@@ -346,7 +354,8 @@ def load(
 
     Args:
         name_or_path: what to load.
-        backend: ``"torch"`` or ``"onnx"`` (ONNX Runtime; the model is exported to ONNX in memory when loaded).
+        backend: ``"torch"`` or ``"onnx"`` (ONNX Runtime; the model is exported to ONNX in memory when loaded);
+            ``None`` or ``"auto"`` picks :func:`fastest_backend`. :attr:`Sharpener.backend` says which runs.
         tile: tile side for large images on the tiled path.
         threads: intra-op threads of the ONNX Runtime session, or of a classical FFmpeg filter (``None``: every
             core). It never changes torch's process-wide thread count: call ``torch.set_num_threads`` for the torch
@@ -368,6 +377,8 @@ def load(
         raise ValueError(f"a setting is for classical methods ({', '.join(CLASSICAL)}), got one for {name_or_path!r}")
     path = resolve_checkpoint(name_or_path)
     model, meta = load_checkpoint(path)
+    if backend is None or backend == "auto":
+        backend = fastest_backend()
     return Sharpener(str(name_or_path), model, meta, backend, tile, threads)
 
 
