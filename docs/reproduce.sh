@@ -15,21 +15,34 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 sharpkd train-teacher --model nafnet --data "$DATA" --val "$VAL" --out "$RUNS/teacher" \
   --steps 7000 --batch-size 8 --patch-size 96 --lr 1e-3 --warmup 300 --val-every 1000
 
-# 2. Students, distilled from the teacher's outputs on one fixed pool of 12000 degraded crops (the teacher runs once;
-#    every student and the no-KD baseline see the same data). Loss: Charbonnier to ground truth + L1 to the teacher.
-POOL="--cache-teacher 12000 --cache-file $RUNS/teacher_cache.pt"
-COMMON="--teacher $RUNS/teacher/final.pt --data $DATA --val $VAL --patch-size 96 --warmup 200 --val-every 1000"
-sharpkd distill $COMMON $POOL --model rt      --out "$RUNS/student"       --val-every 2000 --steps 20000 --batch-size 16 --lr 1e-3 --losses l1=1,kd=1
+# 1b. Long teacher run, in resumable chunks (docs/teacher_chunk.sh MINUTES continues from the committed
+#     models/training/teacher/last.pt). It started from the teacher above: 7000 more steps on the four synthetic
+#     presets (this command, stopped by hand at step 7000):
+#   sharpkd train-teacher --model nafnet --init "$RUNS/teacher/final.pt" --data "$DATA" --val "$VAL" --out runs/teacher-long \
+#     --steps 150000 --batch-size 8 --patch-size 96 --lr 5e-4 --warmup 200 --val-every 1000 --seed 1
+#     then the six presets with codecs, PSNR loss, 128 px crops and EMA weights (the chunked run):
+#   sharpkd train-teacher --model nafnet --init runs/teacher-long/last.pt --data "$DATA" --val "$VAL" --out runs/teacher6 \
+#     --steps 150000 --batch-size 8 --patch-size 128 --lr 5e-4 --warmup 200 --val-every 1000 --losses psnr=1 --ema 0.999 --seed 2
+#   (the shipped teacher is runs/teacher6/best.pt, the EMA weights with the best validation PSNR; see its card.
+#   The students below were distilled from its best.pt at step 1000, copied to $RUNS/teacher6-kd.pt.)
+
+# 2. Students, distilled from the teacher's outputs on one fixed pool of 24000 degraded crops of the six presets (codec
+#    crops degraded inside 384 px of context). Loss: per-image PSNR to ground truth + PSNR to the teacher's output.
+#    The default student is rtrep: the rt layout (576 MAC/px) trained as re-parameterizable convs.
+POOL="--cache-teacher 24000 --cache-file $RUNS/cache6.pt --degradation presets --patch-size 96"
+COMMON="--teacher $RUNS/teacher6-kd.pt --data $DATA --val $VAL --warmup 1000 --val-every 5000 --seed 0"
+sharpkd distill $COMMON $POOL --model rtrep --out "$RUNS/student6"      --steps 40000 --batch-size 16 --lr 2e-3 --losses psnr=1,kd_psnr=1
 # the same architecture, data and budget on ground truth alone: measures what distillation adds
-sharpkd distill $COMMON $POOL --model rt      --out "$RUNS/student-nokd"  --val-every 2000 --steps 20000 --batch-size 16 --lr 1e-3 --losses l1=1
-sharpkd distill $COMMON $POOL --model conv4   --out "$RUNS/conv4"         --steps 3000 --batch-size 16 --lr 2e-3 --losses l1=1,kd=1
-sharpkd distill $COMMON $POOL --model sepunet --out "$RUNS/sepunet"       --steps 2000 --batch-size 16 --lr 2e-3 --losses l1=1,kd=1
-sharpkd distill $COMMON $POOL --model resattn --out "$RUNS/resattn"       --steps 1500 --batch-size 8  --lr 1e-3 --losses l1=1,kd=1
+sharpkd distill $COMMON $POOL --model rtrep --out "$RUNS/student6-nokd" --steps 40000 --batch-size 16 --lr 2e-3 --losses psnr=1
+
+# 2b. Earlier students, kept as baselines (recipe of the previous release: teacher = the 7000-step NAFNet, pool of
+#     12000 crops of the four synthetic presets, Charbonnier + L1 to the teacher):
+#   rt (the previous default student, 20000 steps), conv4 (3000), sepunet (2000), resattn (1500).
 
 # 3. Ship: final.pt holds the best-validation weights plus provenance (command, steps, wall time, hardware).
-for name in teacher student student-nokd conv4 sepunet resattn; do
-  cp "$RUNS/$name/final.pt" "models/$name.pt"
-done
+cp "$RUNS/teacher6/best.pt" models/teacher.pt
+cp "$RUNS/student6/final.pt" models/student.pt
+cp "$RUNS/student6-nokd/final.pt" models/student-nokd.pt
 
 # 4. Every number in models/*.json, models/README.md and the README's results section.
 sharpkd cards --out models/ --data "$VAL" --bench --bench-backends torch,onnx --bench-repeats 15 --threads 2 --readme README.md
