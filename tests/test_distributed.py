@@ -116,7 +116,17 @@ def _launch(fn, args: tuple, nprocs: int = 2, timeout: float = 120.0) -> None:
     Fork, not spawn: the workers inherit the imported, warmed-up modules (a spawned worker spends seconds importing).
     It is safe here because the parent never started an OpenMP pool (conftest sets one thread) nor used CUDA.
     """
-    ctx = mp.start_processes(fn, args, nprocs=nprocs, join=False, start_method="fork")
+    # gloo on the loopback device: otherwise it resolves this machine's hostname to pick an interface, and on a host
+    # without working name resolution that lookup can stall the rendezvous past the timeout (seen here)
+    saved = os.environ.get("GLOO_SOCKET_IFNAME")
+    os.environ["GLOO_SOCKET_IFNAME"] = "lo"
+    try:
+        ctx = mp.start_processes(fn, args, nprocs=nprocs, join=False, start_method="fork")
+    finally:
+        if saved is None:
+            del os.environ["GLOO_SOCKET_IFNAME"]
+        else:
+            os.environ["GLOO_SOCKET_IFNAME"] = saved
     deadline = time.monotonic() + timeout
     while not ctx.join(timeout=1.0):
         if time.monotonic() > deadline:
