@@ -97,7 +97,8 @@ def test_a_classical_peer_card_round_trips_with_its_grid_and_synthetic_means(tmp
     }
     (tmp_path / "cas.json").write_text(json.dumps(raw))
     card = ModelCard.read(tmp_path / "cas.json")
-    assert card.metrics.score("synthetic") == MeanScore(27.0, 0.8, 0.1) and list(card.metrics.degradations) == ["vc"]
+    assert card.metrics.score("synthetic") == MeanScore(27.0, 0.8, gain=0.1)
+    assert list(card.metrics.degradations) == ["vc"]
     assert card.metrics.score("mean").gain == 0.05
     assert card.classical == Classical(
         "FFmpeg contrast adaptive sharpening",
@@ -114,7 +115,7 @@ def test_a_classical_peer_card_round_trips_with_its_grid_and_synthetic_means(tmp
 
 
 def test_non_finite_numbers_and_tuples_are_written_as_strict_json() -> None:
-    metrics = Quality({"vc": Score(float("inf"), 0.5)}, MeanScore(float("nan"), 0.5, 0.0))
+    metrics = Quality({"vc": Score(float("inf"), 0.5)}, MeanScore(float("nan"), 0.5, gain=0.0))
     card = ModelCard(name="x", config={"enc_blocks": (1, 2)}, metrics=metrics)
     written = card.to_json()
     assert written["metrics"] == {"vc": {"psnr": None, "ssim": 0.5}, "mean": {"psnr": None, "ssim": 0.5, "gain": 0.0}}

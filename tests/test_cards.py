@@ -39,7 +39,9 @@ def test_write_cards_for_tiny_models(tiny_models_dir: Path) -> None:
         assert card["training"] == meta == {"preset": card["training"]["preset"], "tiny": True}
         metrics = card["metrics"]
         assert list(metrics) == [*PRESETS, "synthetic", "mean"]  # six presets, the synthetic mean, the mean
-        assert all(math.isfinite(v) for scores in metrics.values() for v in scores.values())
+        assert all(math.isfinite(v) for scores in metrics.values() for k, v in scores.items() if k != "worst_image")
+        assert metrics["mean"]["worst_image"].startswith("astronaut/")  # the worst image of the worst preset
+        assert metrics["mean"]["worst_gain"] == min(metrics[d]["worst_gain"] for d in PRESETS)
         assert list(card["baselines"]) == ["input", *PEERS, "best-classical"]
         assert card["baselines"]["input"]["mean"]["gain"] == 0.0
         assert card["validation"]["images"] == ["astronaut"] and card["validation"]["max_side"] == 32
@@ -58,7 +60,10 @@ def test_write_cards_for_tiny_models(tiny_models_dir: Path) -> None:
         assert [g["setting"] for g in grid] == [CLASSICAL[peer].resolve(s) for s in CLASSICAL[peer].grid]
         gains = [g["metrics"]["mean"]["gain"] for g in grid]
         tuned = grid[gains.index(max(gains))]
-        assert section["setting"] == tuned["setting"] and card["metrics"] == tuned["metrics"]
+        assert section["setting"] == tuned["setting"]
+        # the card's metrics are the tuned grid point's, plus the per-image worst gains the grid does not keep
+        no_worst = {d: {k: v for k, v in s.items() if not k.startswith("worst_")} for d, s in card["metrics"].items()}
+        assert no_worst == tuned["metrics"] and card["metrics"]["mean"]["worst_gain"] is not None
         labels.append(f"{peer} ({format_setting(section['setting'])})")
         assert load(peer).setting == section["setting"]  # $SHARPKD_MODELS points at these cards
         assert ModelCard.read(tiny_models_dir / f"{peer}.json").to_json() == card
@@ -69,7 +74,7 @@ def test_write_cards_for_tiny_models(tiny_models_dir: Path) -> None:
     assert sorted(best) == sorted(PRESETS)  # every preset has exactly one best peer and setting
     student = json.loads((tiny_models_dir / "student.json").read_text())
     for preset, (_, _, score) in best.items():
-        assert student["baselines"]["best-classical"][preset] == score
+        assert {k: student["baselines"]["best-classical"][preset][k] for k in ("psnr", "ssim")} == score
         assert score["psnr"] >= max(student["baselines"][p][preset]["psnr"] for p in PEERS)
 
     readme = (tiny_models_dir / "README.md").read_text()
@@ -80,7 +85,9 @@ def test_write_cards_for_tiny_models(tiny_models_dir: Path) -> None:
     table = [line for line in quality.splitlines() if line.startswith("| ")]
     assert sum(line.startswith("| method") for line in table) == 1  # one table
     assert table[0].startswith("| method | params | GMACs @1080p | downup2 SSIM | downup2 PSNR |")
-    assert table[0].endswith("| vp8 SSIM | vp8 PSNR | synthetic PSNR | synthetic gain | mean PSNR | gain (dB) |")
+    assert table[0].endswith(
+        "| vp8 SSIM | vp8 PSNR | synthetic PSNR | synthetic gain | mean PSNR | gain (dB) | worst image |"
+    )
     assert [line.split(" | ")[0][2:] for line in table[1:]] == [
         "input (degraded)",
         *labels,  # each peer with its tuned setting
@@ -95,7 +102,8 @@ def test_write_cards_for_tiny_models(tiny_models_dir: Path) -> None:
     # the README's numbers are the cards' numbers
     student_row = next(line for line in table if line.startswith("| student |"))
     assert f" {student['metrics']['vc']['psnr']:.2f} |" in student_row
-    assert student_row.endswith(f" {student['metrics']['mean']['gain']:+.2f} |")
+    mean = student["metrics"]["mean"]
+    assert student_row.endswith(f" {mean['gain']:+.2f} | {mean['worst_gain']:+.2f} ({mean['worst_image']}) |")
     assert "## Speed" not in readme
 
 

@@ -209,7 +209,7 @@ def test_evaluate_table(tiny_models_dir: Path, capsys) -> None:
     args = ["evaluate", "--models", "student", "--limit", "1", "--max-side", "32", "--degradations", "vc"]
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert "| method | vc SSIM | vc PSNR | mean PSNR | gain (dB) |" in out
+    assert "| method | vc SSIM | vc PSNR | mean PSNR | gain (dB) | worst image |" in out
     assert [line.split(" | ")[0] for line in out.splitlines() if line.startswith("| ") and "---" not in line][1:] == [
         "| input (degraded)",
         "| unsharp (sigma 2, amount 1)",  # no peer cards in this models folder: the registered defaults

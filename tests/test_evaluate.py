@@ -23,14 +23,16 @@ def images(photo: np.ndarray) -> dict[str, np.ndarray]:
     return {"left": np.ascontiguousarray(photo[:40, :56]), "right": np.ascontiguousarray(photo[50:, 60:])}
 
 
-def reference_scores(images: dict[str, np.ndarray], deg: str, restore) -> tuple[float, float]:
-    """Mean PSNR and SSIM computed the long way, to check evaluate_models against."""
-    p, s = [], []
+def reference_scores(images: dict[str, np.ndarray], deg: str, restore) -> tuple[float, float, list[float]]:
+    """Mean PSNR and SSIM computed the long way, and each image's PSNR gain over its degraded input."""
+    p, s, gains = [], [], []
     for i, gt in enumerate(images.values()):
-        pred = restore(degrade_image(gt, deg, seed=i))
+        lq = degrade_image(gt, deg, seed=i)
+        pred = restore(lq)
         p.append(float(psnr(to_tensor(pred), to_tensor(gt))))
         s.append(float(ssim(to_tensor(pred), to_tensor(gt))))
-    return float(np.mean(p)), float(np.mean(s))
+        gains.append(p[-1] - float(psnr(to_tensor(lq), to_tensor(gt))))
+    return float(np.mean(p)), float(np.mean(s)), gains
 
 
 def test_evaluate_models_matches_a_hand_computed_reference(tiny_models_dir: Path, images) -> None:
@@ -48,12 +50,24 @@ def test_evaluate_models_matches_a_hand_computed_reference(tiny_models_dir: Path
         "ffmpeg-unsharp": ffmpeg_unsharp,
         "student": student.sharpen,
     }
+    worst = {}
     for deg in ("vc", "gauss1.5"):
         for method, restore in restorers.items():
-            p, s = reference_scores(images, deg, restore)
-            assert result["rows"][method][deg]["psnr"] == pytest.approx(p, abs=1e-9)
-            assert result["rows"][method][deg]["ssim"] == pytest.approx(s, abs=1e-9)
+            p, s, gains = reference_scores(images, deg, restore)
+            score = result["rows"][method][deg]
+            assert score["psnr"] == pytest.approx(p, abs=1e-9)
+            assert score["ssim"] == pytest.approx(s, abs=1e-9)
+            if method == "input":
+                assert "worst_gain" not in score  # the input is the reference of the gains
+                continue
+            assert score["worst_gain"] == pytest.approx(min(gains), abs=1e-9)
+            assert score["worst_image"] == list(images)[int(np.argmin(gains))]
+            worst.setdefault(method, []).append((min(gains), f"{score['worst_image']}/{deg}"))
     rows = result["rows"]
+    for method, pairs in worst.items():  # the means name the worst image over both degradations
+        gain, where = min(pairs, key=lambda pair: pair[0])  # the first degradation on a tie, as evaluate does
+        assert rows[method]["mean"]["worst_gain"] == pytest.approx(gain, abs=1e-9)
+        assert rows[method]["mean"]["worst_image"] == where
     assert rows["input"]["mean"]["gain"] == 0.0
     mean = (rows["student"]["vc"]["psnr"] + rows["student"]["gauss1.5"]["psnr"]) / 2
     input_mean = (rows["input"]["vc"]["psnr"] + rows["input"]["gauss1.5"]["psnr"]) / 2
@@ -76,8 +90,13 @@ def test_best_classical_row_scores_each_preset_with_its_own_peer(tiny_models_dir
     assert list(result["rows"]) == ["input", "unsharp", "cas", "ffmpeg-unsharp", "best-classical"]
     row = result["rows"]["best-classical"]
     assert row["vc"]["psnr"] == pytest.approx(reference_scores(images, "vc", lambda x: cas(x, 0.25))[0], abs=1e-9)
-    p, s = reference_scores(images, "gauss1.5", lambda x: unsharp_mask(x, 1.0, 3.0))
-    assert row["gauss1.5"] == {"psnr": pytest.approx(p, abs=1e-9), "ssim": pytest.approx(s, abs=1e-9)}
+    p, s, gains = reference_scores(images, "gauss1.5", lambda x: unsharp_mask(x, 1.0, 3.0))
+    assert row["gauss1.5"] == {
+        "psnr": pytest.approx(p, abs=1e-9),
+        "ssim": pytest.approx(s, abs=1e-9),
+        "worst_gain": pytest.approx(min(gains), abs=1e-9),
+        "worst_image": "left",
+    }
     assert result["best_classical"] == {
         "vc": {"method": "cas", "setting": {"strength": 0.25}},
         "gauss1.5": {"method": "unsharp", "setting": {"sigma": 1.0, "amount": 3.0}},

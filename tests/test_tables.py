@@ -33,6 +33,14 @@ def test_metrics_table_has_one_row_per_method() -> None:
     assert len(lines) == 4
 
 
+def test_metrics_table_names_the_worst_image_when_scored() -> None:
+    worst = {"vc": dict(ROW["vc"]), "mean": ROW["mean"] | {"worst_gain": -0.25, "worst_image": "face/vc"}}
+    lines = metrics_table({"degradations": ["vc"], "rows": {"input": ROW, "m": worst}}).splitlines()
+    assert lines[0] == "| method | vc SSIM | vc PSNR | mean PSNR | gain (dB) | worst image |"
+    assert lines[2].endswith("| +1.50 |  |")  # the input has no worst gain: it is the reference
+    assert lines[3].endswith("| +1.50 | -0.25 (face/vc) |")
+
+
 def _six(offset: float) -> dict:
     """A row over the six presets: PSNR 20, 21, ... 25 plus ``offset``, with both means (gain over the plain one)."""
     row = {d: {"psnr": 20.0 + i + offset, "ssim": 0.5} for i, d in enumerate(PRESETS)}

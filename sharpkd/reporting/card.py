@@ -4,7 +4,7 @@
 the app and notebooks read cards back with :meth:`ModelCard.read` or :func:`read_cards`. On disk a card is::
 
     {"name", "preset", "kind", "config", "parameters", "macs_1080p",
-     "metrics": {degradation: {"psnr", "ssim"}, ...,
+     "metrics": {degradation: {"psnr", "ssim", "worst_gain", "worst_image"}, ...,
                  "synthetic": {"psnr", "ssim", "gain"},          # mean over the four synthetic presets, when scored
                  "mean": {"psnr", "ssim", "gain"}},              # mean over every scored degradation
      "baselines": {"input": {...}, "unsharp": {...}, "cas": {...}, "ffmpeg-unsharp": {...},
@@ -102,9 +102,10 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-def _field(kind: tuple[tuple[type, ...], str], key: str | None = None) -> Any:
-    """A dataclass field of a :class:`_Record`: default ``None``, read as ``kind``, on disk as ``key`` (or its name)."""
-    return field(default=None, metadata={"kind": kind, "key": key})
+def _field(kind: tuple[tuple[type, ...], str], key: str | None = None, optional: bool = False) -> Any:
+    """A dataclass field of a :class:`_Record`: default ``None``, read as ``kind``, on disk as ``key`` (or its name);
+    an ``optional`` field is left out on disk while it is ``None`` (cards written before it existed stay unchanged)."""
+    return field(default=None, metadata={"kind": kind, "key": key, "optional": optional})
 
 
 def _key(f: Field[Any]) -> str:
@@ -121,7 +122,8 @@ class _Record:
 
     def to_json(self) -> dict[str, Any]:
         """The object as on disk, keys in field order."""
-        return {_key(f): getattr(self, f.name) for f in fields(self)}
+        values = {f: getattr(self, f.name) for f in fields(self)}
+        return {_key(f): v for f, v in values.items() if v is not None or not f.metadata["optional"]}
 
 
 @dataclass
@@ -130,6 +132,10 @@ class Score(_Record):
 
     psnr: float | None = _field(_NUMBER)  # dB against the clean image; None when missing or not finite
     ssim: float | None = _field(_NUMBER)  # Gaussian-window SSIM on [0, 1]
+    # lowest per-image PSNR gain over the degraded input (dB) and that image ("image/degradation" in the means);
+    # None for the input itself and for the classical grid points, which keep only means
+    worst_gain: float | None = _field(_NUMBER, optional=True)
+    worst_image: str | None = _field(_TEXT, optional=True)
 
 
 @dataclass

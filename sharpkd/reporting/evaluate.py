@@ -36,7 +36,7 @@ BASELINES: tuple[str, ...] = (INPUT, *list_peers())  # always scored first: the 
 BEST_CLASSICAL = "best-classical"  # row: for each preset, the best (peer, setting) on that preset
 
 Restore = Callable[[np.ndarray], np.ndarray]  # (H, W, 3) uint8 -> (H, W, 3) uint8
-Row = dict[str, dict[str, float]]  # {degradation: {"psnr", "ssim"}, ..., "synthetic": {...}, "mean": {...}}
+Row = dict[str, dict[str, Any]]  # {degradation: {"psnr", "ssim", ...}, ..., "synthetic": {...}, "mean": {...}}
 
 
 def load_eval_images(
@@ -96,15 +96,42 @@ def degraded_inputs(images: Mapping[str, np.ndarray], degradations: Sequence[str
     return {d: [degrade_image(img, d, seed=i) for i, img in enumerate(images.values())] for d in degradations}
 
 
-def score_outputs(restore: Restore, lqs: Sequence[np.ndarray], gts: Sequence[torch.Tensor]) -> dict[str, float]:
-    """``{"psnr", "ssim"}`` of ``restore(lq)`` against each ``gt`` (``(1, 3, H, W)`` in [0, 1]), mean over images."""
+def score_outputs(
+    restore: Restore, lqs: Sequence[np.ndarray], gts: Sequence[torch.Tensor], *, per_image: bool = False
+) -> dict[str, Any]:
+    """``{"psnr", "ssim"}`` of ``restore(lq)`` against each ``gt`` (``(1, 3, H, W)`` in [0, 1]), mean over images;
+    with ``per_image`` also ``"image_psnr"``, the list of each image's PSNR in ``lqs`` order."""
     scores = [_score(restore(lq), gt) for lq, gt in zip(lqs, gts)]
-    return {"psnr": float(np.mean([s[0] for s in scores])), "ssim": float(np.mean([s[1] for s in scores]))}
+    out: dict[str, Any] = {"psnr": float(np.mean([s[0] for s in scores]))}
+    out["ssim"] = float(np.mean([s[1] for s in scores]))
+    if per_image:
+        out["image_psnr"] = [s[0] for s in scores]
+    return out
+
+
+def worst_gain(image_psnr: Sequence[float], input_psnr: Sequence[float], names: Sequence[str]) -> dict[str, Any]:
+    """``{"worst_gain", "worst_image"}``: the lowest per-image PSNR gain over the degraded input (dB) and its image.
+
+    This is the shipping rule: a sharpener that makes any validation image worse (a negative worst gain) is not
+    shippable, whatever its mean.
+
+    Raises:
+        ValueError: the three sequences differ in length or are empty.
+    """
+    if not (len(image_psnr) == len(input_psnr) == len(names)) or not names:
+        raise ValueError(f"need as many PSNRs as names, got {len(image_psnr)}, {len(input_psnr)}, {len(names)}")
+    gains = np.asarray(image_psnr, dtype=np.float64) - np.asarray(input_psnr, dtype=np.float64)
+    i = int(np.argmin(gains))
+    return {"worst_gain": float(gains[i]), "worst_image": str(names[i])}
 
 
 def _mean(row: Mapping[str, Mapping[str, float]], degradations: Sequence[str], input_psnr: float) -> dict[str, float]:
     psnr = float(np.mean([row[d]["psnr"] for d in degradations]))
-    return {"psnr": psnr, "ssim": float(np.mean([row[d]["ssim"] for d in degradations])), "gain": psnr - input_psnr}
+    out = {"psnr": psnr, "ssim": float(np.mean([row[d]["ssim"] for d in degradations])), "gain": psnr - input_psnr}
+    if all("worst_gain" in row[d] for d in degradations):  # the worst image over these degradations, "name/degradation"
+        worst = min(degradations, key=lambda d: row[d]["worst_gain"])
+        out.update(worst_gain=row[worst]["worst_gain"], worst_image=f"{row[worst]['worst_image']}/{worst}")
+    return out
 
 
 def with_means(row: Mapping[str, Mapping[str, float]], input_row: Mapping[str, Mapping[str, float]]) -> Row:
@@ -157,6 +184,8 @@ def evaluate_models(
              "classical": {peer: setting}, "best_classical": {degradation: {"method", "setting"}}}
 
         with rows in the order input, the peers, best-classical (only with ``best_per_preset``), then ``models``;
+        every row but the input's also holds, per degradation and in its means, ``worst_gain`` and ``worst_image``
+        (:func:`worst_gain`; in the means the image is named ``"image/degradation"``);
         ``mean`` and ``synthetic`` (see :func:`with_means`) hold ``psnr``, ``ssim`` and ``gain`` (their PSNR minus
         the input's). ``best_classical`` is ``{}`` without the row.
 
@@ -187,7 +216,13 @@ def evaluate_models(
         for method, sharpener in [*sharpeners.items(), *([(BEST_CLASSICAL, best[deg])] if best else [])]:
             if progress is not None:
                 progress(done, total, f"{method} {deg}")
-            rows.setdefault(method, {})[deg] = score_outputs(sharpener.sharpen, lqs, gts)
+            score = score_outputs(sharpener.sharpen, lqs, gts, per_image=True)
+            image_psnr = score.pop("image_psnr")
+            if method == INPUT:
+                input_psnr = image_psnr  # INPUT is scored first under every degradation
+            else:
+                score.update(worst_gain(image_psnr, input_psnr, list(images)))
+            rows.setdefault(method, {})[deg] = score
             done += 1
     if progress is not None:
         progress(total, total, "done")

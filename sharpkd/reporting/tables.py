@@ -43,7 +43,8 @@ def metrics_table(
     extra: Mapping[str, Mapping[str, str]] | None = None,
 ) -> str:
     """A Markdown table of :func:`evaluate_models`'s result: one row per method, SSIM and PSNR per degradation, then
-    the mean PSNR and gain over the four synthetic presets (when all four were scored) and over every degradation.
+    the mean PSNR and gain over the four synthetic presets (when all four were scored) and over every degradation,
+    and (when scored) the worst per-image gain over all of them: the image and degradation a method harms most.
 
     Args:
         result: what :func:`~sharpkd.reporting.evaluate.evaluate_models` returned.
@@ -61,6 +62,8 @@ def metrics_table(
     names = {SYNTHETIC: ("synthetic PSNR", "synthetic gain"), MEAN: ("mean PSNR", "gain (dB)")}
     header = ["method", *extra, *[f"{d} {m}" for d in degs for m in ("SSIM", "PSNR")]]
     header += [name for m in means for name in names[m]]
+    worst = MEAN in means and any("worst_gain" in row[MEAN] for row in result["rows"].values())
+    header += ["worst image"] if worst else []
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
     for method, row in result["rows"].items():
         cells = [labels.get(method, method), *[col.get(method, "") for col in extra.values()]]
@@ -68,8 +71,17 @@ def metrics_table(
             cells += [f"{row[d]['ssim']:.4f}", f"{row[d]['psnr']:.2f}"]
         for m in means:
             cells += [f"{row[m]['psnr']:.2f}", f"{row[m]['gain']:+.2f}"]
+        if worst:
+            cells.append(_worst_cell(row[MEAN]))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _worst_cell(score: Mapping[str, Any]) -> str:
+    """``"-1.23 (face/vc)"``: the lowest per-image gain and where; empty for the input row, which has none."""
+    if score.get("worst_gain") is None:
+        return ""
+    return f"{score['worst_gain']:+.2f} ({score.get('worst_image') or '?'})"
 
 
 def best_classical_note(result: Mapping[str, Any]) -> str | None:
