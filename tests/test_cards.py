@@ -95,7 +95,7 @@ def test_write_cards_for_tiny_models(tiny_models_dir: Path) -> None:
         *names,
     ]
     assert "best classical, tuned per preset: downup2 " in quality  # the note naming each preset's choice
-    tuning = readme[readme.index("## Classical peers") :].splitlines()
+    tuning = readme[readme.index("## Classical peers") : readme.index("## Frontier")].splitlines()
     grid_rows = [line for line in tuning if line.startswith("| ") and not line.startswith("| peer")]
     assert len(grid_rows) == sum(len(CLASSICAL[p].grid) for p in PEERS)
     assert sum("**" in line for line in grid_rows) == len(PEERS)  # one tuned setting per peer
@@ -105,6 +105,14 @@ def test_write_cards_for_tiny_models(tiny_models_dir: Path) -> None:
     mean = student["metrics"]["mean"]
     assert student_row.endswith(f" {mean['gain']:+.2f} | {mean['worst_gain']:+.2f} ({mean['worst_image']}) |")
     assert "## Speed" not in readme
+    # the frontier: one point per network (no benchmark: torch, no latency), its gains from the card
+    frontier = [line for line in readme[readme.index("## Frontier") :].splitlines() if line.startswith("| ")]
+    assert frontier[0].startswith("| model | backend | params | MAC/px | p50 ms | p95 ms | downup2 |")
+    assert [line.split(" | ")[0][2:] for line in frontier[1:]] == names
+    gain = student["metrics"]["vc"]["psnr"] - student["baselines"]["input"]["vc"]["psnr"]
+    row = next(line for line in frontier if line.startswith("| student |")).split(" | ")
+    assert row[1:6] == ["torch", f"{student['parameters']:,}", f"{student['macs_1080p'] / 1920 / 1080:.0f}", "-", "-"]
+    assert row[9] == f"{gain:+.2f}"  # downup2, gauss1.5, motion9, then vc
 
 
 def test_write_cards_with_speed_table(tiny_models_dir: Path) -> None:
@@ -160,3 +168,20 @@ def test_write_cards_with_speed_table(tiny_models_dir: Path) -> None:
 def test_write_cards_needs_checkpoints(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="no checkpoints"):
         write_cards(CardsConfig(out_dir=tmp_path))
+
+
+def test_quality_backends_score_the_int8_graph_of_models_that_have_one(tiny_models_dir: Path) -> None:
+    for name in ("conv4", "resattn", "sepunet", "student-nokd"):
+        (tiny_models_dir / f"{name}.pt").unlink()
+    cfg = CardsConfig(
+        out_dir=tiny_models_dir, max_side=32, limit=1, degradations=("vc",), quality_backends=("onnx-int8",)
+    )
+    write_cards(cfg, date="2026-01-02")
+    student = json.loads((tiny_models_dir / "student.json").read_text())
+    int8 = student["metrics_by_backend"]["onnx-int8"]
+    assert list(int8) == ["vc", "mean"] and int8["mean"]["worst_image"] == "astronaut/vc"
+    assert abs(int8["vc"]["psnr"] - student["metrics"]["vc"]["psnr"]) < 1.0  # quantized: close, not equal
+    assert int8["mean"]["gain"] == pytest.approx(int8["vc"]["psnr"] - student["baselines"]["input"]["vc"]["psnr"])
+    teacher = json.loads((tiny_models_dir / "teacher.json").read_text())
+    assert "metrics_by_backend" not in teacher  # the int8 backend runs luma students only
+    assert ModelCard.read(tiny_models_dir / "student.json").to_json() == student

@@ -279,8 +279,9 @@ def test_timed_sharpen_returns_output_and_time(sharpeners: dict[str, Sharpener])
 
 
 def test_backend_registry_names_its_classes() -> None:
-    assert list(BACKENDS) == ["torch", "onnx"]
+    assert list(BACKENDS) == ["torch", "onnx", "onnx-int8"]
     assert BACKENDS["torch"] is TorchBackend and BACKENDS["onnx"] is OnnxBackend
+    assert issubclass(BACKENDS["onnx-int8"], OnnxBackend)  # an ONNX variant: only its graph differs
     for name, cls in BACKENDS.items():
         assert issubclass(cls, Backend) and cls.name == name
 

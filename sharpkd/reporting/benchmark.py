@@ -227,6 +227,7 @@ def run_benchmark(
         RuntimeError: a worker process died (``isolate=True``), e.g. killed for running out of memory.
     """
     from sharpkd.runtime.classical import CLASSICAL
+    from sharpkd.runtime.sharpener import supported_backends
 
     cfg = cfg if cfg is not None else BenchmarkConfig()
     sizes = _check_config(cfg)
@@ -239,7 +240,7 @@ def run_benchmark(
         jobs.append((f"{REFERENCE} {res}", job))
     for model in cfg.models:
         # Classical methods never touch torch or ONNX Runtime: one measurement whatever the backends.
-        backends = (CLASSICAL[model].engine,) if model in CLASSICAL else cfg.backends
+        backends = (CLASSICAL[model].engine,) if model in CLASSICAL else supported_backends(model, cfg.backends)
         for res, width, height in sizes:
             for backend in backends:
                 job = {

@@ -321,6 +321,8 @@ class ModelCard:
     parameters: int | None = None
     macs_1080p: float | None = None  # conv MACs of one forward pass at CARD_RESOLUTION (an int when written)
     metrics: Quality = field(default_factory=Quality)
+    # the same scores on other backends whose outputs differ (e.g. "onnx-int8", a quantized graph); torch = metrics
+    metrics_by_backend: dict[str, Quality] = field(default_factory=dict)
     baselines: dict[str, Quality] = field(default_factory=dict)  # input, the classical peers, best-classical
     validation: Validation = field(default_factory=Validation)
     classical: Classical | None = None  # only a classical peer's card: its tuned setting and the grid
@@ -358,6 +360,10 @@ class ModelCard:
             parameters=_get(obj, "parameters", _INT, ""),
             macs_1080p=_get(obj, "macs_1080p", _NUMBER, ""),
             metrics=Quality.from_json(_get(obj, "metrics", _OBJECT, "") or {}, "metrics."),
+            metrics_by_backend={
+                b: Quality.from_json(q, f"metrics_by_backend.{b}.")
+                for b, q in _objects(obj, "metrics_by_backend", "").items()
+            },
             baselines={m: Quality.from_json(q, f"baselines.{m}.") for m, q in _objects(obj, "baselines", "").items()},
             validation=Validation.from_json(_get(obj, "validation", _OBJECT, "") or {}, "validation."),
             classical=Classical.from_json(classical, f"{CARD_SECTION}.") if classical is not None else None,
@@ -384,6 +390,11 @@ class ModelCard:
             "parameters": self.parameters,
             "macs_1080p": self.macs_1080p,
             "metrics": self.metrics.to_json(),
+            **(
+                {"metrics_by_backend": {b: q.to_json() for b, q in self.metrics_by_backend.items()}}
+                if self.metrics_by_backend
+                else {}
+            ),
             "baselines": {method: quality.to_json() for method, quality in self.baselines.items()},
             "validation": asdict(self.validation),
         }

@@ -39,6 +39,7 @@ from sharpkd.reporting.evaluate import BASELINES, BEST_CLASSICAL, INPUT, evaluat
 from sharpkd.reporting.measure import conv_macs
 from sharpkd.reporting.tables import (
     classical_section,
+    frontier_section,
     inject_results,
     intro_section,
     peer_label,
@@ -68,6 +69,7 @@ class CardsConfig:
     degradations: tuple[str, ...] = PRESETS  # columns of the quality table
     bench: bool = False  # also time every model at 1080p (sharpkd.reporting.benchmark) and add a speed table
     bench_backends: tuple[str, ...] = ("torch",)  # backends of the speed table
+    quality_backends: tuple[str, ...] = ()  # also score every model these backends run (e.g. onnx-int8), beside torch
     bench_repeats: int = 5  # timed calls per speed measurement
     bench_warmup: int = 3  # untimed calls before them
     threads: int | None = None  # intra-op threads for the speed table; None = torch's default
@@ -118,6 +120,24 @@ def _benchmark(cfg: CardsConfig, models: Sequence[str], tuning: Tuning, progress
         isolate=cfg.bench_isolate,
     )
     return run_benchmark(bench_cfg, progress=progress)
+
+
+def _quality_by_backend(
+    cfg: CardsConfig, sources: Mapping[str, str], images: Mapping, progress: Progress | None
+) -> dict[str, dict[str, dict]]:
+    """``{backend: {name: evaluation row}}``: the models each of ``cfg.quality_backends`` runs, scored on it."""
+    from sharpkd.runtime.sharpener import supported_backends
+
+    out = {}
+    for backend in cfg.quality_backends:
+        names = [n for n, s in sources.items() if backend in supported_backends(s, [backend])]
+        if not names:
+            continue
+        result = evaluate_models(
+            [sources[n] for n in names], images, cfg.degradations, backend=backend, progress=progress, peers=False
+        )
+        out[backend] = {n: result["rows"][sources[n]] for n in names}
+    return out
 
 
 def _video(cfg: CardsConfig, model: str, progress: Progress | None) -> list[VideoRun]:
@@ -204,6 +224,7 @@ def write_cards(
     baselines = [*BASELINES, BEST_CLASSICAL]
     rows = {b: evaluation["rows"][b] for b in baselines} | {n: evaluation["rows"][s] for n, s in zip(cards, sources)}
     evaluation = {**evaluation, "rows": rows}
+    by_backend = _quality_by_backend(cfg, dict(zip(cards, sources)), images, progress)
     bench = _benchmark(cfg, sources, tuning, progress) if cfg.bench else None
     # the default student on a whole 1080p clip, decode and encode included
     video = _video(cfg, str(paths["student"]), progress) if cfg.bench and "student" in paths else []
@@ -212,11 +233,12 @@ def write_cards(
         data=str(cfg.data), images=evaluation["images"], max_side=cfg.max_side, degradation_seed="image index"
     )
     generated = Generated(cfg.command, date)
-    written = []
+    written, written_cards = [], []
     for name, source in zip(cards, sources):
         card = dataclasses.replace(
             cards[name],
             metrics=Quality.from_json(rows[name]),
+            metrics_by_backend={b: Quality.from_json(r[name]) for b, r in by_backend.items() if name in r},
             baselines={b: Quality.from_json(rows[b]) for b in baselines},
             validation=validation,
             generated=generated,
@@ -227,6 +249,7 @@ def write_cards(
         if name == "student":
             card.video_1080p = video
         written.append(card.write(out_dir / f"{name}.json"))
+        written_cards.append(card)
     for card in _peer_cards(tuning, rows, bench):
         card.baselines = {INPUT: Quality.from_json(rows[INPUT])}
         card.validation, card.generated = validation, generated
@@ -235,6 +258,7 @@ def write_cards(
     readme = intro_section(cfg.command, date)
     readme += quality_section(evaluation, list(cards.values()), cfg.data, cfg.max_side)
     readme += classical_section(tuning, {name: CLASSICAL[name].description for name in tuning.peers})
+    readme += frontier_section(written_cards)
     if bench is not None:
         names = {source: name for name, source in zip(cards, sources)}
         names |= {peer: peer_label(peer, setting) for peer, setting in tuning.settings.items()}

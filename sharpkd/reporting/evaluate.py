@@ -157,6 +157,7 @@ def evaluate_models(
     progress: Callable[[int, int, str], None] | None = None,
     peer_settings: Mapping[str, Mapping[str, float]] | None = None,
     best_per_preset: Mapping[str, tuple[str, Mapping[str, float]]] | None = None,
+    peers: bool = True,
 ) -> dict[str, Any]:
     """PSNR and SSIM of each model's uint8 output, beside the degraded input and the classical peers.
 
@@ -175,6 +176,8 @@ def evaluate_models(
             ``sharpkd.load(peer)`` runs (its tuned card, else its default).
         best_per_preset: ``{degradation: (peer, setting)}`` (:attr:`~sharpkd.reporting.tuning.Tuning.best_per_preset`);
             when it covers every degradation, the row :data:`BEST_CLASSICAL` scores each degradation with its peer.
+        peers: score the classical peers; ``False`` keeps only the input row beside ``models`` (e.g. to score the
+            same models again on another backend).
 
     Returns:
         A plain dict::
@@ -201,7 +204,8 @@ def evaluate_models(
         raise ValueError("evaluate_models needs at least one image, got none")
     check_degradations(degradations)
     peer_settings = peer_settings or {}
-    methods = list(BASELINES) + [m for m in dict.fromkeys(models) if m not in BASELINES]
+    baselines = list(BASELINES) if peers else [INPUT]
+    methods = baselines + [m for m in dict.fromkeys(models) if m not in baselines]
     # fail on a bad model before any work
     sharpeners = {m: load(m, backend=backend, tile=tile, setting=peer_settings.get(m)) for m in methods}
     winners = dict(best_per_preset or {})
@@ -226,12 +230,12 @@ def evaluate_models(
             done += 1
     if progress is not None:
         progress(total, total, "done")
-    order = [*BASELINES, *([BEST_CLASSICAL] if best else []), *methods[len(BASELINES) :]]
+    order = [*baselines, *([BEST_CLASSICAL] if best else []), *methods[len(baselines) :]]
     return {
         "degradations": list(degradations),
         "images": list(images),
         "sizes": [list(img.shape[:2]) for img in images.values()],
         "rows": {m: with_means(rows[m], rows[INPUT]) for m in order},
-        "classical": {p: sharpeners[p].setting for p in BASELINES if p != INPUT},
+        "classical": {p: sharpeners[p].setting for p in baselines if p != INPUT},
         "best_classical": {d: {"method": winners[d][0], "setting": best[d].setting} for d in degradations if best},
     }

@@ -179,6 +179,81 @@ def classical_section(tuning: Tuning, descriptions: Mapping[str, str]) -> list[s
     return [*lines, ""]
 
 
+def frontier_rows(cards: Sequence[ModelCard]) -> list[dict[str, Any]]:
+    """One point per (network, backend) of the quality-against-latency frontier, from finished model cards.
+
+    Quality on a backend is the card's ``metrics_by_backend`` entry when it has one (a quantized graph changes the
+    outputs), else its ``metrics`` (torch and float ONNX agree within 1/255). Cards without speed give one point
+    with no latency.
+
+    Returns:
+        ``[{"model", "backend", "parameters", "mac_per_px", "p50_ms", "p95_ms", "gains": {preset: dB},
+        "synthetic", "mean", "worst_gain", "worst_image"}]`` in card order, then backend order.
+    """
+    width, height = CARD_RESOLUTION
+    points = []
+    for card in cards:
+        speeds = card.speed_by_backend or {"torch": None}
+        base = card.baselines.get(INPUT)
+        for backend, speed in speeds.items():
+            quality = card.metrics_by_backend.get(backend, card.metrics)
+            gains = {
+                d: s.psnr - base.score(d).psnr
+                for d, s in quality.degradations.items()
+                if base is not None and s.psnr is not None and base.score(d).psnr is not None
+            }
+            mean, synthetic = quality.score(MEAN), quality.score(SYNTHETIC)
+            points.append(
+                {
+                    "model": card.name,
+                    "backend": backend,
+                    "parameters": card.parameters,
+                    "mac_per_px": card.macs_1080p / (width * height) if card.macs_1080p else None,
+                    "p50_ms": speed.p50_ms if speed is not None else None,
+                    "p95_ms": speed.p95_ms if speed is not None else None,
+                    "gains": gains,
+                    "synthetic": synthetic.gain,
+                    "mean": mean.gain,
+                    "worst_gain": mean.worst_gain,
+                    "worst_image": mean.worst_image,
+                }
+            )
+    return points
+
+
+def _num(value: float | None, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def frontier_section(cards: Sequence[ModelCard]) -> list[str]:
+    """The frontier table: every network on every benchmarked backend, its cost (parameters, MAC per output pixel,
+    1080p p50/p95) beside its gain per preset, its synthetic and overall mean gain and its worst image."""
+    points = frontier_rows([c for c in cards if c.kind != "classical"])
+    if not points:
+        return []
+    presets = list(points[0]["gains"])
+    header = ["model", "backend", "params", "MAC/px", "p50 ms", "p95 ms", *presets, "synthetic", "mean", "worst image"]
+    lines = [
+        "## Frontier",
+        "",
+        "Quality against 1080p latency: each network on each benchmarked backend (the Speed table's p50/p95, 2",
+        "threads), its PSNR gain over the degraded input per preset and in the means (the Quality table's numbers; on",
+        "`onnx-int8` those of the quantized graph), and the image it harms most. MAC/px counts the convolutions per",
+        "output pixel (re-parameterizable blocks merged).",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join(["---", "---"] + ["---:"] * (len(header) - 2)) + "|",
+    ]
+    for p in points:
+        worst = "-" if p["worst_gain"] is None else f"{p['worst_gain']:+.2f} ({p['worst_image']})"
+        cells = [p["model"], p["backend"], _num(p["parameters"], ","), _num(p["mac_per_px"], ".0f")]
+        cells += [_num(p["p50_ms"], ".1f"), _num(p["p95_ms"], ".1f")]
+        cells += [_num(p["gains"].get(d), "+.2f") for d in presets]
+        cells += [_num(p["synthetic"], "+.2f"), _num(p["mean"], "+.2f"), worst]
+        lines.append("| " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
 def speed_section(bench: BenchmarkReport, names: Mapping[str, str]) -> list[str]:
     """The speed table of a 1080p benchmark. ``names`` maps benchmarked model keys (paths) to display names."""
     width, height = CARD_RESOLUTION

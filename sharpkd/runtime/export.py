@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 
 from sharpkd.data import to_tensor, to_uint8
-from sharpkd.runtime.backends import export_onnx_bytes, graph_spec
+from sharpkd.runtime.backends import export_onnx_bytes, graph_spec, quantize_graph
 from sharpkd.runtime.sharpener import Sharpener
 
 PARITY_LIMIT = 1  # max abs difference on uint8 output (out of 255) that still counts as parity
@@ -51,7 +51,10 @@ def _parity_frames() -> list[np.ndarray]:
 
 
 def check_parity(
-    model: nn.Module, onnx_path: str | os.PathLike | None = None, frames: Sequence[np.ndarray] | None = None
+    model: nn.Module,
+    onnx_path: str | os.PathLike | None = None,
+    frames: Sequence[np.ndarray] | None = None,
+    backend: str = "onnx",
 ) -> ParityReport:
     """Compare uint8 outputs of the eager model with the ONNX Runtime path ``sharpkd.load(..., backend="onnx")`` uses.
 
@@ -59,6 +62,8 @@ def check_parity(
         model: the network; its eager reference is ``model(x)`` on float input, clamped and rounded.
         onnx_path: the graph to check; ``None`` exports ``model`` in memory.
         frames: ``(H, W, 3)`` uint8 frames; default: two synthetic frames of odd sizes (:data:`PARITY_SIZES`).
+        backend: the ONNX backend to check, ``"onnx"`` or ``"onnx-int8"`` (whose graph is quantized: expect a few
+            levels of difference, not :data:`PARITY_LIMIT`).
 
     Returns:
         The differences over all frames.
@@ -67,7 +72,7 @@ def check_parity(
         ImportError: onnxruntime is not installed.
     """
     frames = _parity_frames() if frames is None else list(frames)
-    runner = Sharpener("export", model, backend="onnx", onnx_path=onnx_path, tile=4096)
+    runner = Sharpener("export", model, backend=backend, onnx_path=onnx_path, tile=4096)
     diffs, means, sizes = [], [], []
     for frame in frames:
         with torch.inference_mode():
@@ -101,6 +106,24 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, check: bool = True) -
             f"ONNX parity check failed: max abs difference {report.max_abs_diff}/255 (limit {PARITY_LIMIT})"
         )
     return report
+
+
+def export_int8(model: nn.Module, path: str | os.PathLike) -> ParityReport:
+    """Write the int8 graph of a luma student (:func:`~sharpkd.runtime.backends.quantize_graph`) to ``path`` and
+    measure its uint8 difference from eager PyTorch. Shipped beside ``<name>.pt`` as ``<name>.int8.onnx``,
+    :func:`~sharpkd.runtime.sharpener.load` runs it when no backend is asked for.
+
+    Quantization changes outputs by design, so the report is returned, never turned into an error; what it costs
+    in dB is measured by ``sharpkd evaluate --backend onnx-int8``.
+
+    Raises:
+        ValueError: ``model`` is not a luma student working at reduced resolution.
+        ImportError: onnxruntime is not installed.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(quantize_graph(model))
+    return check_parity(model, path, backend="onnx-int8")
 
 
 def export_torchscript(model: nn.Module, path: str | os.PathLike) -> Path:

@@ -21,7 +21,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -146,12 +146,12 @@ class Sharpener:
             :data:`~sharpkd.runtime.classical.CLASSICAL`).
         model: the network, or ``None`` for a classical method.
         meta: provenance and metrics stored with the weights.
-        backend: a key of :data:`~sharpkd.runtime.backends.BACKENDS` (``"torch"``, ``"onnx"``); unused by classical
-            methods.
+        backend: a key of :data:`~sharpkd.runtime.backends.BACKENDS` (``"torch"``, ``"onnx"``, ``"onnx-int8"``);
+            unused by classical methods.
         tile: tile side of the tiled path, at least 64 px.
         threads: intra-op threads of the backend's own runtime (the ONNX Runtime session); the torch backend uses
             torch's process-wide thread count, which the caller sets with ``torch.set_num_threads``.
-        onnx_path: run this exported graph instead of exporting ``model`` (``backend="onnx"`` only).
+        onnx_path: run this exported graph instead of exporting ``model`` (ONNX backends only).
         setting: a classical method's setting (keyword -> value); missing keywords keep their defaults. Classical
             methods that take ``threads`` (the FFmpeg filters) get ``threads`` too.
 
@@ -329,6 +329,22 @@ def _load_classical(name: str, setting: Mapping[str, Any] | None, tile: int, thr
     return Sharpener(name, None, meta, "torch", tile, threads, setting=resolved)
 
 
+def supported_backends(name_or_path: str | os.PathLike, backends: Sequence[str] | None = None) -> tuple[str, ...]:
+    """The backends of ``backends`` (default: all of :data:`~sharpkd.runtime.backends.BACKENDS`) that can run the
+    network ``name_or_path``, in the given order (``onnx-int8`` only runs luma students at reduced resolution).
+
+    Raises:
+        CheckpointError: unknown name or unusable checkpoint.
+        ValueError: an unknown backend name.
+    """
+    names = tuple(backends) if backends is not None else tuple(BACKENDS)
+    unknown = [b for b in names if b not in BACKENDS]
+    if unknown:
+        raise ValueError(f"unknown backend(s) {unknown}; known: {', '.join(BACKENDS)}")
+    model = load_model(name_or_path)
+    return tuple(b for b in names if BACKENDS[b].supports(model))
+
+
 def fastest_backend() -> str:
     """The backend :func:`load` picks when none is given: ONNX Runtime when it is installed (1.7-2x faster than eager
     torch for every shipped network on the development CPU, see models/README.md), else torch."""
@@ -354,8 +370,10 @@ def load(
 
     Args:
         name_or_path: what to load.
-        backend: ``"torch"`` or ``"onnx"`` (ONNX Runtime; the model is exported to ONNX in memory when loaded);
-            ``None`` or ``"auto"`` picks :func:`fastest_backend`. :attr:`Sharpener.backend` says which runs.
+        backend: ``"torch"``, ``"onnx"`` (ONNX Runtime; the model is exported to ONNX in memory when loaded) or
+            ``"onnx-int8"`` (that graph quantized to int8 at load time, luma students only); ``None`` or ``"auto"``
+            runs the model's shipped int8 graph (:func:`shipped_int8_graph`) when it has one and onnxruntime is
+            installed, else :func:`fastest_backend`. :attr:`Sharpener.backend` says which runs.
         tile: tile side for large images on the tiled path.
         threads: intra-op threads of the ONNX Runtime session, or of a classical FFmpeg filter (``None``: every
             core). It never changes torch's process-wide thread count: call ``torch.set_num_threads`` for the torch
@@ -377,9 +395,19 @@ def load(
         raise ValueError(f"a setting is for classical methods ({', '.join(CLASSICAL)}), got one for {name_or_path!r}")
     path = resolve_checkpoint(name_or_path)
     model, meta = load_checkpoint(path)
+    onnx_path = None
     if backend is None or backend == "auto":
-        backend = fastest_backend()
-    return Sharpener(str(name_or_path), model, meta, backend, tile, threads)
+        onnx_path = shipped_int8_graph(path) if fastest_backend() == "onnx" else None
+        backend = "onnx-int8" if onnx_path is not None else fastest_backend()
+    return Sharpener(str(name_or_path), model, meta, backend, tile, threads, onnx_path=onnx_path)
+
+
+def shipped_int8_graph(checkpoint: str | os.PathLike) -> Path | None:
+    """The quantized graph shipped beside a checkpoint (``<name>.int8.onnx`` next to ``<name>.pt``, written by
+    ``sharpkd export --int8``), or ``None``. :func:`load` runs it on ``onnx-int8`` when no backend is asked for."""
+    path = Path(checkpoint)
+    graph = path.with_name(f"{path.stem}.int8.onnx")
+    return graph if graph.is_file() else None
 
 
 load_pretrained = load
