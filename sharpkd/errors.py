@@ -38,3 +38,15 @@ class CardError(SharpkdError, ValueError):
 
 class CodecError(SharpkdError, RuntimeError):
     """An FFmpeg encoder, decoder or filter (run through PyAV) is missing, or PyAV is, or FFmpeg fails on an input."""
+
+
+class VideoDecodeError(VideoError):
+    """A video file is empty (zero bytes), corrupt or truncated, or holds no frame FFmpeg can decode."""
+
+
+class NoVideoStreamError(VideoError):
+    """A media file FFmpeg can open holds no video stream (an audio file, a subtitle file)."""
+
+
+class VideoTooLargeError(VideoError):
+    """A video is over the caller's limits: more pixels per frame (a 4K clip where the app takes 1080p), or too long."""

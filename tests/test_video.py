@@ -1,20 +1,26 @@
-"""Tests for sharpkd.runtime.video and .flicker on a tiny synthesized clip (24 frames, 64x48, mp4v)."""
+"""Tests for sharpkd.runtime.video, .videoio and .flicker on a tiny synthesized clip (24 frames, 64x48, H.264)."""
 
 from __future__ import annotations
 
 import logging
 import math
 import os
+import threading
+from fractions import Fraction
 from pathlib import Path
 
+import av
 import cv2
 import numpy as np
 import pytest
 
+import sharpkd.runtime.video
 from sharpkd.data import degrade_image
-from sharpkd.errors import VideoError
+from sharpkd.errors import NoVideoStreamError, VideoDecodeError, VideoError, VideoTooLargeError
 from sharpkd.runtime.flicker import FlickerMeter, flicker_ratio
+from sharpkd.runtime.link import CallLink
 from sharpkd.runtime.video import VideoConfig, VideoReport, sharpen_video, synthesize_clip
+from sharpkd.runtime.videoio import VideoReader, VideoWriter, probe_video
 
 FRAMES, WIDTH, HEIGHT = 24, 64, 48
 
@@ -131,18 +137,22 @@ def test_degrade_is_degrade_image_seeded_per_frame(clip: str, tmp_path: Path) ->
         np.testing.assert_array_equal(lq, degrade_image(frame, "motion9", seed=5 + i))
 
 
-def test_codec_degradation_of_each_frame(clip: str, tmp_path: Path) -> None:
-    pytest.importorskip("av")
+@pytest.mark.parametrize("codec", ["h264", "vp8"])
+def test_codec_degradation_is_one_call_link_stream(clip: str, tmp_path: Path, codec: str) -> None:
     clean, degraded = Recorder(), Recorder()
-    sharpen_video(clip, tmp_path / "a.mp4", clean, VideoConfig(max_frames=2))
-    sharpen_video(clip, tmp_path / "b.mp4", degraded, VideoConfig(degrade="h264", seed=1, max_frames=2))
-    for i, (frame, lq) in enumerate(zip(clean.inputs, degraded.inputs, strict=True)):
-        np.testing.assert_array_equal(lq, degrade_image(frame, "h264", seed=1 + i))
+    sharpen_video(clip, tmp_path / "a.mp4", clean, VideoConfig(max_frames=6))
+    sharpen_video(clip, tmp_path / "b.mp4", degraded, VideoConfig(degrade=codec, strength=2.0, max_frames=6))
+    link = CallLink(codec, strength=2.0)  # one persistent encoder for the whole clip, as in a call
+    for frame, lq in zip(clean.inputs, degraded.inputs, strict=True):
+        np.testing.assert_array_equal(lq, link.send(frame))
+    assert np.abs(degraded.inputs[5].astype(int) - clean.inputs[5]).mean() > 1
 
 
 def test_unknown_degradation(clip: str, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown degradation"):
         sharpen_video(clip, tmp_path / "out.mp4", identity, VideoConfig(degrade="nope"))
+    with pytest.raises(ValueError, match="strength"):
+        sharpen_video(clip, tmp_path / "out.mp4", identity, VideoConfig(degrade="vc", strength=0))
 
 
 def test_missing_file(tmp_path: Path) -> None:
@@ -150,21 +160,120 @@ def test_missing_file(tmp_path: Path) -> None:
         sharpen_video(tmp_path / "missing.mp4", tmp_path / "out.mp4", identity)
 
 
-@pytest.mark.parametrize("content", [np.random.default_rng(0).bytes(4096), b""], ids=["random", "empty"])
-def test_corrupt_file(tmp_path: Path, content: bytes) -> None:
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(np.random.default_rng(0).bytes(4096), "not a video FFmpeg can decode"), (b"", "empty \\(0 bytes\\)")],
+    ids=["random", "empty"],
+)
+def test_corrupt_file(tmp_path: Path, content: bytes, message: str) -> None:
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(content)
-    with pytest.raises(VideoError, match="bad.mp4"):
+    with pytest.raises(VideoDecodeError, match=f"bad.mp4.*{message}"):
         sharpen_video(bad, tmp_path / "out.mp4", identity)
     assert not (tmp_path / "out.mp4").exists()
 
 
 def test_truncated_file(clip: str, tmp_path: Path) -> None:
     data = Path(clip).read_bytes()
-    cut = tmp_path / "cut.mp4"
-    cut.write_bytes(data[: len(data) // 2])  # mp4v puts the index (moov atom) at the end
-    with pytest.raises(VideoError):
-        sharpen_video(cut, tmp_path / "out.mp4", identity)
+    head = tmp_path / "head.mp4"
+    head.write_bytes(data[:200])  # inside the index (moov atom, at the front: +faststart)
+    with pytest.raises(VideoDecodeError, match="head.mp4"):
+        sharpen_video(head, tmp_path / "out.mp4", identity)
+    assert not (tmp_path / "out.mp4").exists()
+    half = tmp_path / "half.mp4"
+    half.write_bytes(data[: len(data) // 2])  # a recording cut off midway: the frames that are there are kept
+    report = sharpen_video(half, tmp_path / "out.mp4", identity)
+    assert 0 < report.frames < FRAMES and len(read_frames(report.output)) == report.frames
+
+
+def test_file_without_video_stream(tmp_path: Path) -> None:
+    audio = tmp_path / "voice.m4a"
+    with av.open(str(audio), "w") as container:
+        stream = container.add_stream("aac", rate=8000)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+        frame.sample_rate, frame.pts = 8000, 0
+        container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    with pytest.raises(NoVideoStreamError, match="voice.m4a has no video stream .*audio"):
+        sharpen_video(audio, tmp_path / "out.mp4", identity)
+    assert not (tmp_path / "out.mp4").exists()
+
+
+def test_too_large_frames(clip: str, tmp_path: Path) -> None:
+    with pytest.raises(VideoTooLargeError, match=f"{WIDTH}x{HEIGHT}"):
+        sharpen_video(clip, tmp_path / "out.mp4", identity, VideoConfig(max_pixels=WIDTH * HEIGHT - 1))
+    assert not (tmp_path / "out.mp4").exists()
+    assert sharpen_video(clip, tmp_path / "ok.mp4", identity, VideoConfig(max_pixels=WIDTH * HEIGHT)).frames == FRAMES
+
+
+def test_writes_browser_playable_h264(clip: str, tmp_path: Path) -> None:
+    report = sharpen_video(clip, tmp_path / "out.mp4", unsharp, VideoConfig(side_by_side=True))
+    assert report.codec == "libx264"
+    with av.open(report.output) as container:
+        stream = container.streams.video[0]
+        assert stream.codec_context.name == "h264" and stream.codec_context.pix_fmt == "yuv420p"
+        assert (stream.codec_context.width, stream.codec_context.height) == (2 * WIDTH, HEIGHT)
+        assert sum(1 for _ in container.decode(stream)) == FRAMES
+    data = Path(report.output).read_bytes()
+    assert data.index(b"moov") < data.index(b"mdat")  # +faststart: a browser can play before the download ends
+
+
+def test_keeps_every_frame_and_its_timestamp(tmp_path: Path) -> None:
+    # a variable-frame-rate source (a phone recording, a call): gaps of 1, 2 and 5 ticks of 1/30 s
+    ticks = [0, 1, 2, 4, 5, 10, 11, 12, 14, 19]
+    src = tmp_path / "vfr.mkv"
+    with VideoWriter(src, 30.0, time_base=Fraction(1, 30)) as writer:
+        for i, t in enumerate(ticks):
+            writer.write(np.full((32, 48, 3), 20 * i, np.uint8), pts=t)
+    report = sharpen_video(src, tmp_path / "out.mp4", identity)
+    assert report.frames == len(ticks)
+    with VideoReader(src) as a, VideoReader(report.output) as b:
+        times_in = [float(pts * a.info.time_base) for _, pts in a.frames()]
+        times_out = [float(pts * b.info.time_base) for _, pts in b.frames()]
+    assert times_in == pytest.approx([t / 30 for t in ticks], abs=1e-3)
+    assert times_out == pytest.approx(times_in, abs=1e-3)
+
+
+def test_reads_what_ffmpeg_reads(tmp_path: Path) -> None:
+    webm = tmp_path / "call.webm"  # VP9 in WebM, what a browser's MediaRecorder writes
+    with VideoWriter(webm, 10.0, encoder="libvpx-vp9", options={"deadline": "realtime", "cpu-used": "8"}) as writer:
+        for i in range(5):
+            writer.write(np.full((24, 32, 3), 40 * i, np.uint8))
+    assert probe_video(webm).codec == "vp9"
+    report = sharpen_video(webm, tmp_path / "out.mp4", identity)
+    assert report.frames == 5 and probe_video(report.output).codec == "h264"
+
+
+def test_stages_run_in_their_own_threads(clip: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    threads: dict[str, set[str]] = {"degrade": set(), "sharpen": set(), "encode": set()}
+    real_degrade, real_write = sharpkd.runtime.video.degrade_image, VideoWriter.write
+
+    def degrade(*args: object, **kw: object) -> np.ndarray:
+        threads["degrade"].add(threading.current_thread().name)
+        return real_degrade(*args, **kw)
+
+    def write(self: VideoWriter, *args: object, **kw: object) -> None:
+        threads["encode"].add(threading.current_thread().name)
+        real_write(self, *args, **kw)
+
+    def sharpen(rgb: np.ndarray) -> np.ndarray:
+        threads["sharpen"].add(threading.current_thread().name)
+        return rgb
+
+    monkeypatch.setattr(sharpkd.runtime.video, "degrade_image", degrade)
+    monkeypatch.setattr(VideoWriter, "write", write)
+    report = sharpen_video(clip, tmp_path / "out.mp4", sharpen, VideoConfig(degrade="gauss1.5", max_frames=6))
+    assert report.frames == 6
+    assert threads["sharpen"] == {threading.current_thread().name}
+    assert len(threads["degrade"]) == len(threads["encode"]) == 1
+    assert len(set.union(*threads.values())) == 3  # decode+degrade, sharpen and encode: three threads
+
+
+def test_unknown_encoder(clip: str, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown video encoder 'nope'"):
+        sharpen_video(clip, tmp_path / "out.mp4", identity, VideoConfig(codec="nope"))
+    report = sharpen_video(clip, tmp_path / "old.mp4", identity, VideoConfig(codec="mp4v", max_frames=3))
+    assert report.codec == "mpeg4" and probe_video(report.output).codec == "mpeg4"
 
 
 def test_camera_that_cannot_open(tmp_path: Path) -> None:
@@ -269,7 +378,11 @@ def test_show_quits_on_key(clip: str, tmp_path: Path, monkeypatch: pytest.Monkey
 
 
 def test_odd_size_is_cropped_to_even(tmp_path: Path) -> None:
-    odd = synthesize_clip(tmp_path / "odd.mp4", frames=4, size=(63, 47))
+    odd = tmp_path / "odd.mkv"
+    with VideoWriter(odd, 10.0, encoder="ffv1", pix_fmt="yuv444p") as writer:  # 4:4:4, so odd sizes stay odd
+        for i in range(4):
+            writer.write(np.full((47, 63, 3), 30 * i, np.uint8))
+    assert (probe_video(odd).width, probe_video(odd).height) == (63, 47)
     report = sharpen_video(odd, tmp_path / "out.mp4", identity)
     frames = read_frames(report.output)
     assert (report.width, report.height) == (62, 46)
@@ -289,6 +402,14 @@ def test_flicker_ratio_function() -> None:
         flicker_ratio(ramp, ramp[:3])
     with pytest.raises(ValueError, match="constant"):
         flicker_ratio([ramp[0], np.zeros((2, 2, 3), np.uint8)], ramp[:2])
+
+
+def test_flicker_of_uint8_frames_is_exact() -> None:
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, (17, 23, 3), dtype=np.uint8) for _ in range(3)]
+    outputs = [rng.integers(0, 256, (17, 23, 3), dtype=np.uint8) for _ in range(3)]
+    as_float = [f.astype(np.float64) for f in frames], [o.astype(np.float64) for o in outputs]  # the float64 path
+    assert flicker_ratio(frames, outputs) == pytest.approx(flicker_ratio(*as_float), rel=1e-12)
 
 
 def test_flicker_meter_copies_reused_buffers() -> None:

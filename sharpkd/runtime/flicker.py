@@ -55,7 +55,11 @@ class FlickerMeter:
 
 
 def _mean_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
-    # float64 so uint8 frames neither wrap around nor lose precision
+    if a.dtype == np.uint8 and b.dtype == np.uint8:
+        # exact, and several times faster than float64 on a 1080p frame (sharpen_video runs this on every frame):
+        # int16 holds any uint8 difference, int64 any sum of them
+        return float(np.abs(np.subtract(a, b, dtype=np.int16)).sum(dtype=np.int64)) / a.size
+    # float64 so other dtypes neither wrap around nor lose precision
     return float(np.mean(np.abs(a.astype(np.float64) - b.astype(np.float64))))
 
 
