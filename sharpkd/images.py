@@ -310,9 +310,10 @@ def _decode(fp: BinaryIO, name: str, *, max_pixels: int | None, hard_limit: int)
         if width * height > hard_limit:
             raise ImageTooLargeError(
                 f"{name} declares {width}x{height} = {width * height:,} pixels, more than the limit of "
-                f"{hard_limit:,}; refusing to decode it (possible decompression bomb)"
+                f"{hard_limit:,} pixels; refusing to decode it (possible decompression bomb)"
             )
         target = _fit_size(width, height, max_pixels) if max_pixels is not None else (width, height)
+        deep = _is_16bit_color(img)  # read before load(), which empties img.tile
         try:
             if target != (width, height):
                 img.draft("RGB", target)  # JPEG only: decode at 1/2, 1/4 or 1/8 scale, still >= target
@@ -321,8 +322,16 @@ def _decode(fp: BinaryIO, name: str, *, max_pixels: int | None, hard_limit: int)
             raise ImageTooLargeError(_bomb_message(name, err, hard_limit)) from err
         except _DECODE_ERRORS as err:
             raise ImageDecodeError(f"{name} is truncated or corrupt: {err}") from err
-        pixels = _to_rgb_array(img, name, notes)  # (h, w, 3), h and w >= target after draft
-        orientation = _exif_orientation(img)
+        decoded = img
+        if target != img.size and img.mode in ("RGB", "L"):
+            # Shrink in Pillow before any numpy copy: a full-size array (and its RGB conversion) would add ~6 bytes
+            # per source pixel on top of the decoded image, the largest cost of a big PNG upload.
+            decoded = img.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
+        pixels = _to_rgb_array(decoded, name, notes)  # (h, w, 3), h and w >= target after draft
+        del decoded
+        if deep:
+            notes.append("converted from 16-bit")
+        orientation = _exif_orientation(img)  # EXIF and frame count live on the opened file, not the resized copy
         frames_note = _frames_note(img)
 
     downscaled = target != (width, height)
@@ -346,11 +355,13 @@ def _decode(fp: BinaryIO, name: str, *, max_pixels: int | None, hard_limit: int)
 
 
 def _bomb_message(name: str, err: Image.DecompressionBombError, hard_limit: int) -> str:
+    # Pillow refuses above 2x its MAX_IMAGE_PIXELS; state the one limit that applied, once (not Pillow's text too).
     match = re.search(r"\((\d+) pixels\)", str(err))  # Pillow: "Image size (N pixels) exceeds limit of ..."
     declared = f"{int(match.group(1)):,} pixels" if match else "too many pixels"
+    pillow_limit = 2 * Image.MAX_IMAGE_PIXELS if Image.MAX_IMAGE_PIXELS else hard_limit
     return (
-        f"{name} declares {declared}, more than the limit of {hard_limit:,} (or Pillow's own limit); "
-        f"refusing to decode it (possible decompression bomb): {err}"
+        f"{name} declares {declared}, more than the limit of {min(hard_limit, pillow_limit):,} pixels; "
+        "refusing to decode it (possible decompression bomb)"
     )
 
 
@@ -397,6 +408,19 @@ def _to_rgb_array(img: Image.Image, name: str, notes: list[str]) -> np.ndarray:
         return np.array(img.convert("RGB"))
     except _DECODE_ERRORS as err:  # e.g. a mode Pillow cannot convert to RGB
         raise ImageDecodeError(f"{name} has image mode {mode!r}, which cannot be converted to RGB: {err}") from err
+
+
+def _is_16bit_color(img: Image.Image) -> bool:
+    """Whether the file stores 16-bit colour samples that Pillow reads as 8-bit "RGB"/"RGBA" (16-bit grey is mode
+    "I;16" and noted in :func:`_to_rgb_array`). Only the tile's raw mode ("RGB;16B" for PNG) tells."""
+    if img.mode not in ("RGB", "RGBA"):
+        return False
+    for tile in getattr(img, "tile", None) or ():
+        args = tile[3] if len(tile) > 3 else None
+        rawmode = args if isinstance(args, str) else (args[0] if isinstance(args, tuple) and args else "")
+        if isinstance(rawmode, str) and ";16" in rawmode:
+            return True
+    return False
 
 
 def _exif_orientation(img: Image.Image) -> int:

@@ -137,8 +137,10 @@ def test_decompression_bomb_rejected_before_decoding(tmp_path: Path, side: int) 
     with pytest.raises(ImageTooLargeError, match="decompression bomb") as info:
         load_image(path)
     assert time.perf_counter() - start < 5.0  # decoding 121-400 MP would take far longer and gigabytes
-    assert f"{side * side:,} pixels" in str(info.value)
-    assert f"{DEFAULT_MAX_PIXELS:,}" in str(info.value)
+    message = str(info.value)
+    assert f"{side * side:,} pixels" in message
+    assert f"more than the limit of {DEFAULT_MAX_PIXELS:,} pixels" in message
+    assert message.count("limit") == 1 and "DOS" not in message  # one limit, stated once (not Pillow's text too)
 
 
 def test_hard_limit_names_declared_size(tmp_path: Path) -> None:
@@ -199,6 +201,46 @@ def test_16bit_png_scaled_not_clipped(tmp_path: Path) -> None:
     np.testing.assert_array_equal(loaded.pixels[0, :, 0], [0, 1, 128, 255])
     assert (loaded.pixels == loaded.pixels[..., :1]).all()
     assert "converted from 16-bit" in loaded.notes
+
+
+def _png_16bit_rgb(values: np.ndarray) -> bytes:
+    """A 16-bit-per-sample RGB PNG (colour type 2, bit depth 16) of ``values``, ``(H, W, 3)`` uint16."""
+    H, W, _ = values.shape
+    rows = b"".join(b"\x00" + values[y].astype(">u2").tobytes() for y in range(H))  # filter byte 0 per row
+    ihdr = struct.pack(">IIBBBBB", W, H, 16, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", ihdr)
+        + _png_chunk(b"IDAT", zlib.compress(rows))
+        + _png_chunk(b"IEND", b"")
+    )
+
+
+def test_16bit_rgb_png_gets_the_conversion_note() -> None:
+    values = np.zeros((2, 3, 3), np.uint16)
+    values[..., 0], values[..., 1], values[..., 2] = 65535, 32896, 0
+    data = _png_16bit_rgb(values)
+    assert Image.open(io.BytesIO(data)).mode == "RGB"  # Pillow reads it as 8-bit RGB: only the note tells the user
+    loaded = load_image(data)
+    _check_result(loaded, (2, 3))
+    np.testing.assert_array_equal(loaded.pixels[0, 0], [255, 128, 0])
+    assert loaded.notes == ("converted from 16-bit",)
+
+
+def test_16bit_rgb_tiff_gets_the_conversion_note(tmp_path: Path) -> None:
+    tifffile = pytest.importorskip("tifffile")
+    path = tmp_path / "deep.tif"
+    tifffile.imwrite(path, np.full((3, 5, 3), 32896, np.uint16), photometric="rgb")
+    loaded = load_image(path)
+    np.testing.assert_array_equal(loaded.pixels, np.full((3, 5, 3), 128, np.uint8))
+    assert "converted from 16-bit" in loaded.notes
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "TIFF", "JPEG"])
+def test_8bit_rgb_has_no_conversion_note(fmt: str) -> None:
+    buffer = io.BytesIO()
+    Image.new("RGB", (4, 4), (10, 20, 30)).save(buffer, format=fmt)
+    assert load_image(buffer.getvalue()).notes == ()
 
 
 def test_float_tiff(tmp_path: Path) -> None:
@@ -481,3 +523,21 @@ def test_image_suffixes_are_all_readable(tmp_path: Path) -> None:
     for suffix in IMAGE_SUFFIXES:
         path = _save(Image.new("RGB", (2, 2), (0, 0, 0)), tmp_path / f"x{suffix}")
         assert read_image(path).shape == (2, 2, 3)
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_a_large_png_is_shrunk_in_pillow_with_the_same_result(tmp_path: Path, mode: str) -> None:
+    # RGB and grey uploads are resized before the array copy (bounded memory); the pixels must be those of
+    # resizing the full decoded array, and the EXIF rotation (kept on the opened file) must still apply.
+    rng = np.random.default_rng(0)
+    full = rng.integers(0, 255, (300, 400, 3) if mode == "RGB" else (300, 400), dtype=np.uint8)
+    img = Image.fromarray(full)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    img.save(tmp_path / "big.png", exif=exif)
+    loaded = load_image(tmp_path / "big.png", max_pixels=30_000)
+    expected = np.array(img.resize((200, 150), Image.Resampling.LANCZOS, reducing_gap=3.0).convert("RGB"))
+    expected = np.array(Image.fromarray(expected).transpose(Image.Transpose.ROTATE_270))
+    assert loaded.pixels.shape == (200, 150, 3)
+    np.testing.assert_array_equal(loaded.pixels, expected)
+    assert loaded.notes[0].startswith("downscaled from 300x400 to 150x200")
