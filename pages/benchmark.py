@@ -3,19 +3,20 @@ the cards."""
 
 from __future__ import annotations
 
-import plotly.graph_objects as go
 import streamlit as st
 
 import sharpkd
 import sharpkd.app.compare
+import sharpkd.app.gate
 import sharpkd.reporting.catalog
 from pages import trained_models
+from sharpkd.app.charts import frontier_figure, latency_figure, quality_speed_figure
 from sharpkd.errors import SharpkdError
 from sharpkd.runtime.classical import list_peers
 
 SIZES = ("320x180", "360p", "720p", "1080p")
 RESULTS_KEY = "bench_rows"  # session_state: the last measurement, kept across reruns and page switches
-_MARGIN = dict(l=10, r=10, t=50, b=10)
+DEFAULT_REPEATS = 10  # timed calls per model and size: fewer make the p95 column meaningless
 
 
 def models_ui() -> dict[str, str]:
@@ -37,77 +38,41 @@ def sizes_ui() -> tuple[list[str], int]:
         key="bench_sizes",
         help="1080p with the teacher takes a while on a small CPU",
     )
-    repeats = b.number_input("Repeats", 1, 10, 3, key="bench_repeats")
+    repeats = b.number_input(
+        "Repeats",
+        DEFAULT_REPEATS,
+        50,
+        DEFAULT_REPEATS,
+        key="bench_repeats",
+        help="timed calls per model and frame size, after one warm-up call; the table shows their median and p95",
+    )
     return sizes, int(repeats)
-
-
-def latency_chart(rows: list[dict], y: str, title: str, log: bool) -> go.Figure:
-    fig = go.Figure()
-    for name in dict.fromkeys(r["model"] for r in rows):
-        mine = [r for r in rows if r["model"] == name]
-        fig.add_trace(
-            go.Scatter(
-                x=[r["megapixels"] for r in mine],
-                y=[r[y] for r in mine],
-                text=[r["resolution"] for r in mine],
-                mode="lines+markers",
-                name=name,
-            )
-        )
-    fig.update_layout(
-        title=title,
-        xaxis_title="megapixels per frame",
-        yaxis_title=y,
-        yaxis_type="log" if log else "linear",
-        height=360,
-        margin=_MARGIN,
-    )
-    return fig
-
-
-def quality_speed_chart(points: list[dict]) -> go.Figure:
-    fig = go.Figure()
-    for kind in dict.fromkeys(p["kind"] for p in points):
-        mine = [p for p in points if p["kind"] == kind]
-        fig.add_trace(
-            go.Scatter(
-                x=[p["fps"] for p in mine],
-                y=[p["psnr"] for p in mine],
-                text=[p["model"] for p in mine],
-                mode="markers+text",
-                textposition="top center",
-                marker=dict(size=12),
-                name=str(kind),
-            )
-        )
-    fig.add_vline(x=30, line_dash="dot", annotation_text="30 FPS")
-    fig.update_layout(
-        title="Quality against speed (model cards, 1080p)",
-        xaxis_title="FPS at 1080p (log)",
-        xaxis_type="log",
-        yaxis_title="mean PSNR (dB)",
-        height=420,
-        margin=_MARGIN,
-    )
-    return fig
 
 
 st.title("Benchmark")
 st.subheader("Speed against resolution, measured now")
-st.caption("A quick measurement on the machine running this app (median of a few calls after a warm-up).")
+st.caption(
+    f"A quick measurement on the machine running this app: the median and p95 of at least {DEFAULT_REPEATS} calls "
+    "per model and size, after a warm-up call."
+)
 models = models_ui()
 sizes, repeats = sizes_ui()
 if st.button("Measure", type="primary", disabled=not models or not sizes, key="bench_run"):
     try:
-        with st.spinner("Timing the models…"):
-            st.session_state[RESULTS_KEY] = sharpkd.app.compare.measure_latency(models, sizes, repeats)
+        # Through the app's heavy-inference gate: timings taken while another visitor's model runs mean nothing,
+        # and a 1080p teacher run is as heavy as a Compare upload.
+        waiting = st.empty()
+        with sharpkd.app.gate.heavy(on_wait=lambda: waiting.info(sharpkd.app.gate.WAITING)):
+            waiting.empty()
+            with st.spinner("Timing the models…"):
+                st.session_state[RESULTS_KEY] = sharpkd.app.compare.measure_latency(models, sizes, repeats)
     except (SharpkdError, ValueError) as err:
         st.error(f"Could not measure: {err}")
 rows = st.session_state.get(RESULTS_KEY)
 if rows:
     left, right = st.columns(2)
-    left.plotly_chart(latency_chart(rows, "ms", "Latency per frame", log=True), key="bench_ms")
-    right.plotly_chart(latency_chart(rows, "fps", "Frames per second", log=True), key="bench_fps")
+    left.plotly_chart(latency_figure(rows, "ms", "Latency per frame"), key="bench_ms")
+    right.plotly_chart(latency_figure(rows, "fps", "Frames per second"), key="bench_fps")
     st.dataframe(rows, hide_index=True, key="bench_table")
 else:
     st.info("Choose models and frame sizes, then press **Measure**.")
@@ -115,9 +80,39 @@ else:
 st.subheader("Quality against speed, from the model cards")
 points = sharpkd.reporting.catalog.quality_speed_points()
 if points:
-    st.plotly_chart(quality_speed_chart(points), key="bench_scatter")
+    st.plotly_chart(quality_speed_figure(points), key="bench_scatter")
 else:
     st.info("No model cards with quality and speed yet (models/*.json): they are written when models are shipped.")
+
+st.subheader("Frontier: quality per millisecond, from the model cards")
+frontier = sharpkd.reporting.catalog.frontier_points()
+if frontier:
+    st.plotly_chart(frontier_figure(frontier), key="bench_frontier")
+    st.dataframe(
+        [
+            {
+                "model": p["model"],
+                "backend": p["backend"],
+                "params": p["parameters"],
+                "MAC/px": None if p["mac_per_px"] is None else round(p["mac_per_px"]),
+                "p50 ms": round(p["p50_ms"], 1),
+                "p95 ms": None if p["p95_ms"] is None else round(p["p95_ms"], 1),
+                **{f"{d} dB": round(g, 2) for d, g in p["gains"].items()},
+                "mean dB": round(p["mean"], 2),
+                "worst image": None if p["worst_gain"] is None else f"{p['worst_gain']:+.2f} ({p['worst_image']})",
+            }
+            for p in frontier
+        ],
+        hide_index=True,
+        key="bench_frontier_table",
+    )
+    st.caption(
+        "Each network on each benchmarked backend (onnx-int8: the quantized graph, scored on its own outputs) and "
+        "each tuned classical peer: PSNR gain over the degraded input per preset and on average, and the validation "
+        "image it harms most. `rt` is the previous default student, kept as the baseline."
+    )
+else:
+    st.info("No model cards with speed yet: `sharpkd cards --bench` writes them.")
 
 st.subheader("Classical peers, from their cards")
 peers = sharpkd.reporting.catalog.classical_peers_table()

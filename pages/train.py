@@ -1,16 +1,17 @@
-"""Train: distil a student from the shipped teacher in a background thread, with live loss and validation curves."""
+"""Train: fine-tune (or train from scratch) a student distilled from the shipped teacher, in a background thread, with
+live loss and validation curves. Runs live in a server-wide registry: a reloaded page (job id in the URL) reattaches."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 import numpy as np
-import plotly.graph_objects as go
 import streamlit as st
 
 import sharpkd
 import sharpkd.app.jobs
 from pages import JOB_KEY, UPLOAD_TYPES, decode_upload, load_models, trained_models
+from sharpkd.app.charts import gain_figure, loss_figure
 from sharpkd.app.jobs import JobConfig, JobSnapshot, TrainingJob
 from sharpkd.degrade import PRESETS, list_degradations
 from sharpkd.errors import SharpkdError
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
 
 DEFAULTS = JobConfig()
 SAMPLES, MINE = "Built-in sample photos", "My photos"
+FINE_TUNE, SCRATCH = "Fine-tune the shipped student", "Train from scratch"
+JOB_PARAM = "job"  # st.query_params: the id of the run this page shows, so a browser reload finds it again
 PATCH_SIZES = (32, 48, 64, 96)
 # (name, label, default, help); the teacher terms are switched off when no teacher is shipped.
 LOSS_SLIDERS = (
@@ -44,13 +47,45 @@ def teacher_ui() -> nn.Module | None:
     return models["teacher"].model if "teacher" in models else None
 
 
+def init_ui(disabled: bool) -> str | None:
+    """What the student starts from: the shipped student's weights (the default, when shipped) or None (scratch)."""
+    options = (FINE_TUNE, SCRATCH) if DEFAULTS.init in sharpkd.list_pretrained() else (SCRATCH,)
+    choice = st.radio(
+        "Start from",
+        options,
+        horizontal=True,
+        disabled=disabled,
+        key="tr_init",
+        help="Fine-tuning starts from models/student.pt (its own architecture) and adapts it to the training photos; "
+        "from scratch, a minute of training barely gets past the degraded input.",
+    )
+    return DEFAULTS.init if choice == FINE_TUNE else None
+
+
 def settings_ui(has_teacher: bool, disabled: bool) -> JobConfig | None:
     """The run's settings; None (with an error shown) when the loss weights are unusable."""
+    init = init_ui(disabled)
     a, b, c = st.columns(3)
     students = list_models("student")
-    student = a.selectbox(
-        "Student architecture", students, index=students.index(DEFAULTS.student), disabled=disabled, key="tr_student"
-    )
+    if init is None:
+        student = a.selectbox(
+            "Student architecture",
+            students,
+            index=students.index(DEFAULTS.student),
+            disabled=disabled,
+            key="tr_student",
+        )
+    else:  # the checkpoint describes itself: its architecture is the one trained
+        shipped = load_models([init]).get(init)
+        preset = shipped.meta.get("preset", "?") if shipped is not None else "?"
+        a.selectbox(
+            "Student architecture",
+            [f"{preset} (the shipped student's)"],
+            disabled=True,
+            help="Fine-tuning keeps the shipped student's architecture; train from scratch to pick another.",
+            key="tr_student_shipped",
+        )
+        student = DEFAULTS.student
     steps = b.number_input("Steps", 1, 5000, DEFAULTS.steps, step=50, disabled=disabled, key="tr_steps")
     patch = c.select_slider("Patch size", PATCH_SIZES, value=DEFAULTS.patch_size, disabled=disabled, key="tr_patch")
     degradations = list_degradations()
@@ -83,8 +118,14 @@ def settings_ui(has_teacher: bool, disabled: bool) -> JobConfig | None:
     except ValueError as err:
         st.error(f"Check the loss weights: {err}")
         return None
-    st.caption(f"Loss: `{losses}` · batch {DEFAULTS.batch_size} · validation every {DEFAULTS.val_every} steps")
-    return JobConfig(student=student, steps=int(steps), patch_size=int(patch), losses=losses, degradation=degradation)
+    cfg = JobConfig(
+        init=init, student=student, steps=int(steps), patch_size=int(patch), losses=losses, degradation=degradation
+    )
+    st.caption(
+        f"Loss: `{losses}` · batch {cfg.batch_size} · peak learning rate {cfg.peak_lr:g} · validation every "
+        f"{cfg.val_every} steps on {', '.join(cfg.val_images)}"
+    )
+    return cfg
 
 
 def data_ui(disabled: bool) -> list[np.ndarray] | None:
@@ -103,34 +144,6 @@ def data_ui(disabled: bool) -> list[np.ndarray] | None:
     return [x.pixels for x in loaded if x is not None]
 
 
-def loss_chart(snap: JobSnapshot) -> go.Figure:
-    steps, losses = zip(*snap.losses) if snap.losses else ((), ())
-    fig = go.Figure(go.Scatter(x=steps, y=losses, mode="lines", name="training loss"))
-    fig.update_layout(title="Training loss", xaxis_title="step", yaxis_type="log", height=300, margin=_MARGIN)
-    return fig
-
-
-def val_chart(snap: JobSnapshot, metric: str, unit: str) -> go.Figure:
-    steps = [v["step"] for v in snap.val]
-    fig = go.Figure(go.Scatter(x=steps, y=[v[metric] for v in snap.val], mode="lines+markers", name="student"))
-    fig.add_trace(
-        go.Scatter(
-            x=steps,
-            y=[v[f"input_{metric}"] for v in snap.val],
-            mode="lines",
-            name="degraded input",
-            line=dict(dash="dash"),
-        )
-    )
-    fig.update_layout(
-        title=f"Validation {metric.upper()}", xaxis_title="step", yaxis_title=unit, height=300, margin=_MARGIN
-    )
-    return fig
-
-
-_MARGIN = dict(l=10, r=10, t=50, b=10)
-
-
 def render_progress(snap: JobSnapshot) -> None:
     st.progress(snap.fraction, text=f"{snap.status}: step {snap.step} of {snap.total} · {snap.elapsed_s:.0f} s")
     if snap.status == "failed":
@@ -142,15 +155,25 @@ def render_progress(snap: JobSnapshot) -> None:
         a, b, c = st.columns(3)
         a.metric("Validation PSNR", f"{last['psnr']:.2f} dB", f"{last['psnr'] - first['psnr']:+.2f} dB since step 0")
         b.metric("Validation SSIM", f"{last['ssim']:.4f}", f"{last['ssim'] - first['ssim']:+.4f} since step 0")
-        c.metric("Degraded input PSNR", f"{last['input_psnr']:.2f} dB")
+        c.metric(
+            "Gain over the degraded input",
+            f"{last['psnr'] - last['input_psnr']:+.2f} dB",
+            help=f"degraded input: {last['input_psnr']:.2f} dB",
+        )
     left, mid, right = st.columns(3)
-    left.plotly_chart(loss_chart(snap), key="tr_loss_chart")
-    mid.plotly_chart(val_chart(snap, "psnr", "dB"), key="tr_psnr_chart")
-    right.plotly_chart(val_chart(snap, "ssim", ""), key="tr_ssim_chart")
+    left.plotly_chart(loss_figure(snap.losses), key="tr_loss_chart")
+    mid.plotly_chart(gain_figure(snap.val, "psnr"), key="tr_psnr_chart")
+    right.plotly_chart(gain_figure(snap.val, "ssim"), key="tr_ssim_chart")
 
 
 def job_view(job: TrainingJob) -> None:
     running = job.status == "running"
+    cfg = job.cfg
+    start = f"fine-tunes `{cfg.init}`" if cfg.init is not None else f"trains a `{cfg.student}` from scratch"
+    st.caption(
+        f"**{job.name}** {start}: {cfg.steps} steps of {cfg.batch_size} patches of {cfg.patch_size} px "
+        f"({cfg.degradation}), loss `{cfg.losses}`, peak learning rate {cfg.peak_lr:g}."
+    )
 
     @st.fragment(run_every=1.0 if running else None)
     def live() -> None:
@@ -178,12 +201,45 @@ def job_view(job: TrainingJob) -> None:
         st.caption(f"In Python: `sharpkd.load('{job.name}.pt').sharpen(frame)`.")
 
 
+def attached_job() -> TrainingJob | None:
+    """The run this page shows: the one in the URL (after a reload or a shared link), else this session's latest."""
+    job_id = st.query_params.get(JOB_PARAM)
+    job = sharpkd.app.jobs.JOBS.get(job_id)
+    if job is None and job_id is not None:
+        st.warning("That training run is no longer on this server (the app was restarted or the run is too old).")
+        del st.query_params[JOB_PARAM]
+    job = job or st.session_state.get(JOB_KEY)
+    if job is not None:
+        st.session_state[JOB_KEY] = job  # so trained_models() (and Compare) find it
+        st.query_params[JOB_PARAM] = job.id
+    return job
+
+
+def runs_ui(current: TrainingJob | None) -> None:
+    """The runs on this server (running and finished), each with a button that opens it."""
+    jobs = sharpkd.app.jobs.JOBS.jobs()
+    if not jobs or (len(jobs) == 1 and jobs[0] is current):
+        return
+    with st.expander(f"Training runs on this server ({len(jobs)})"):
+        for job in jobs:
+            snap = job.snapshot()
+            gain = f" · {snap.val[-1]['psnr'] - snap.val[-1]['input_psnr']:+.2f} dB over the input" if snap.val else ""
+            text, button = st.columns([5, 1])
+            text.markdown(f"**{job.name}** · {snap.status} · step {snap.step} of {snap.total}{gain}")
+            shown = job is current
+            if button.button("Shown" if shown else "Open", disabled=shown, key=f"tr_open_{job.id}"):
+                st.session_state[JOB_KEY] = job
+                st.query_params[JOB_PARAM] = job.id
+                st.rerun()
+
+
 st.title("Train a student")
 st.caption(
-    "A short distillation run in the background: the defaults take about a minute on two CPU cores and lift the "
-    "validation PSNR from where the untrained student starts. Widget clicks don't interrupt it."
+    "A short run in the background: by default it fine-tunes the shipped student on the built-in photos, distilling "
+    "from the teacher, in about a minute on one CPU core. Widget clicks, other pages and browser reloads don't "
+    "interrupt it."
 )
-job: TrainingJob | None = st.session_state.get(JOB_KEY)
+job = attached_job()
 busy = job is not None and job.status == "running"
 teacher = teacher_ui()
 cfg = settings_ui(teacher is not None, busy)
@@ -192,14 +248,18 @@ if images == []:
     st.info("Upload at least one sharp photo, or train on the built-in sample photos.")
 start = st.button("Start training", type="primary", disabled=busy or cfg is None or images == [], key="tr_start")
 if start:
-    count = st.session_state["tr_count"] = st.session_state.get("tr_count", 0) + 1
+    # numbered per server, not per session: a reloaded page (a new session) must not reuse the name of its old run
+    number = sharpkd.app.jobs.JOBS.started + 1
+    stem = cfg.student if cfg.init is None else cfg.init
     try:
-        job = TrainingJob(cfg, teacher, images, name=f"my-{cfg.student}-{count}").start()
-    except (ValueError, SharpkdError) as err:
+        job = sharpkd.app.jobs.JOBS.start(TrainingJob(cfg, teacher, images, name=f"my-{stem}-{number}"))
+    except (ValueError, RuntimeError, SharpkdError) as err:
         st.error(f"Could not start training: {err}")
     else:
         st.session_state[JOB_KEY] = job
+        st.query_params[JOB_PARAM] = job.id
         st.rerun()
+runs_ui(job)
 if job is None:
     st.info("Set up a run and press **Start training**.")
     st.stop()

@@ -10,6 +10,7 @@ import io
 import json
 import struct
 import tempfile
+import threading
 import zlib
 from pathlib import Path
 
@@ -17,11 +18,14 @@ import numpy as np
 import pytest
 import streamlit as st
 from PIL import Image
+from streamlit.delta_generator import DeltaGenerator
 from streamlit.testing.v1 import AppTest
 
 import sharpkd
 import sharpkd.app.compare
+import sharpkd.app.gate
 import sharpkd.app.jobs
+import sharpkd.app.viewer
 import sharpkd.data
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
@@ -70,13 +74,14 @@ class FakeCompare:
     def __init__(self) -> None:
         self.calls: list[tuple] = []
 
-    def __call__(self, image, degradation, strength=1.0, models=None, **kw):
-        self.calls.append((image, degradation, strength, list(models or {})))
-        result = _real_compare(image, degradation, strength, {})
+    def __call__(self, image, degradation, strength=1.0, models=None, *, precomputed=None, calls=3, **kw):
+        self.calls.append((image, degradation, strength, [*(precomputed or {}), *(models or {})]))
+        result = _real_compare(image, degradation, strength, {}, precomputed=precomputed)
         for i, name in enumerate(models or {}):
             result.panels[name] = result.panels["input"].copy()
             result.scores[name] = dict(result.scores["input"])
             result.timings_ms[name] = 10.0 * (i + 1)
+            result.timing_calls[name] = calls
         return result
 
 
@@ -162,28 +167,38 @@ def test_compare_gallery_renders_every_panel_and_metric(app, fake_compare, small
     assert len(fake_compare.calls) == 1
     image, degradation, strength, names = fake_compare.calls[0]
     np.testing.assert_array_equal(image, small_photos["astronaut"])
-    assert (degradation, strength, names) == ("vc", 1.0, ["teacher", "student", *PEERS])
+    assert (degradation, strength, names) == ("vc", 1.0, ["student", *PEERS])  # the slow teacher is opt-in
 
     # the peers are captioned with their setting (no cards in the tiny models folder: the registered defaults)
     peer_labels = ["unsharp (sigma 2, amount 1)", "cas (strength 0.5)", "ffmpeg-unsharp (amount 1)"]
-    panels = ["original (sharp)", "degraded: vc x1", "teacher", "student", *peer_labels]
+    outputs = ["student", *peer_labels]
     captions = _image_captions(at)
-    for label in panels:
-        assert captions.count(label) == 2, label  # the panel and its zoomed crop
-    assert sum(c.startswith("PSNR ") and " dB · SSIM " in c for c in _captions(at)) == 6  # input and 5 outputs
-    assert [d.label for d in at.get("download_button")] == ["Download PNG"] * 6
-    assert list(at.dataframe[0].value["image"]) == ["original", "input", "teacher", "student", *PEERS]
+    for label in ["original (sharp)", "degraded: vc x1", *outputs]:
+        assert captions.count(label) == 1, label  # the whole-photo thumbnail
+    for label in outputs:  # what each model changed, captioned with its gain (the fake outputs copy the input)
+        assert captions.count(f"{label} · +0.00 dB over the input") == 1, label
+    scores = [c for c in _captions(at) if "PSNR " in c and " dB · SSIM " in c]
+    assert len(scores) == 5  # the input and 4 outputs
+    assert sum(c.startswith("+0.00 dB over the input · PSNR") for c in scores) == 4
+    assert any("amplified 1x" in c for c in _captions(at))  # nothing changed: the gain stated is 1
+    assert [d.label for d in at.get("download_button")] == ["Download PNG"] * 5
+    table = at.dataframe[0].value
+    assert list(table["image"]) == ["original", "input", "student", *PEERS]
+    assert not table.isna().any().any() and "None" not in table.to_numpy()  # "—" where a cell does not apply
+    assert list(table.iloc[0])[1:3] == ["—", "—"] and table["time (ms)"].iloc[1] == "—"
     assert len(at.get("plotly_chart")) == 1  # inference time per model
     wipe = at.get("iframe")
     assert len(wipe) == 1 and "data:image/png;base64," in wipe[0].proto.srcdoc
+    assert "degraded: vc x1" in wipe[0].proto.srcdoc and "student +0.00 dB over the input" in wipe[0].proto.srcdoc
 
 
 def test_compare_with_real_tiny_models(app):
     at = _to_compare(app)
     _no_exception(at)
     table = at.dataframe[0].value
-    assert list(table["image"]) == ["original", "input", "teacher", "student", *PEERS]
-    assert table["PSNR (dB)"].iloc[1:].notna().all() and table["SSIM"].iloc[1:].between(0, 1).all()
+    assert list(table["image"]) == ["original", "input", "student", *PEERS]
+    assert table["PSNR (dB)"].iloc[1:].astype(float).gt(0).all()
+    assert table["SSIM"].iloc[1:].astype(float).between(0, 1).all()
 
 
 def test_compare_peers_use_their_tuned_card_and_can_be_dropped(app, fake_compare, tiny_models_dir):
@@ -196,12 +211,12 @@ def test_compare_peers_use_their_tuned_card_and_can_be_dropped(app, fake_compare
     assert peers.options == PEERS and peers.value == PEERS
     peers.set_value(["cas"]).run()
     _no_exception(at)
-    assert fake_compare.calls[-1][3] == ["teacher", "student", "cas"]
+    assert fake_compare.calls[-1][3] == ["student", "cas"]
 
 
 def test_compare_offers_the_six_presets(app, fake_compare):
     at = _to_compare(app)
-    assert at.selectbox(key="cmp_degr").options == [*sharpkd.PRESETS, "already blurry (no sharp original)"]
+    assert at.selectbox(key="cmp_degr").options == [*sharpkd.PRESETS, "already blurry"]  # short enough to read
     at.selectbox(key="cmp_degr").set_value("h264").run()
     _no_exception(at)
     assert fake_compare.calls[-1][1] == "h264" and "degraded: h264 x1" in _image_captions(at)
@@ -222,13 +237,14 @@ def test_compare_other_degradations_and_zoom(app, fake_compare):
 
 def test_compare_already_blurry_explains_missing_reference(app, fake_compare):
     at = _to_compare(app)
-    at.selectbox(key="cmp_degr").set_value("already blurry (no sharp original)")
+    at.selectbox(key="cmp_degr").set_value("already blurry")
     at.run()
     _no_exception(at)
     assert fake_compare.calls[-1][1] is None
     assert any("SSIM and PSNR need a sharp reference" in i.value for i in at.info)
     assert not any("PSNR" in c for c in _captions(at))
-    assert sum(c.startswith("sharpness ") for c in _captions(at)) == 6  # input and five outputs
+    assert sum(c.startswith("sharpness ") for c in _captions(at)) == 5  # input and four outputs
+    assert not any("dB over the input" in c for c in _captions(at) + _image_captions(at))
     assert "original (sharp)" not in _image_captions(at)
     assert "PSNR (dB)" not in at.dataframe[0].value.columns
 
@@ -239,7 +255,7 @@ def test_compare_lists_other_shipped_students(app, fake_compare):
     assert set(extra.options) == {"conv4", "resattn", "sepunet", "student-nokd"}
     extra.set_value(["sepunet"]).run()
     _no_exception(at)
-    assert fake_compare.calls[-1][3] == ["teacher", "student", *PEERS, "sepunet"]
+    assert fake_compare.calls[-1][3] == ["student", *PEERS, "sepunet"]
 
 
 def test_compare_without_models_still_runs_unsharp(app, fake_compare, tiny_models_dir):
@@ -293,6 +309,15 @@ def test_compare_bad_upload_is_an_error_message(app, fake_compare, photo, case):
     assert not at.error and list(at.dataframe[0].value["image"])[:2] == ["original", "input"]
 
 
+def test_compare_refuses_huge_uploads_before_decoding_and_says_the_limit_once(app, fake_compare):
+    at = _upload(app, "huge.png", _bomb_png(9000, 8000), "image/png")  # 72 MP declared: over the app's limit
+    _no_exception(at)
+    assert len(at.error) == 1
+    message = at.error[0].value
+    assert "72,000,000 pixels" in message and "more than the limit of 40,000,000 pixels" in message
+    assert message.count("limit") == 1
+
+
 def test_compare_webcam_snapshot(app, fake_compare, photo):
     at = _to_compare(app)
     at.radio(key="cmp_source").set_value("Webcam snapshot").run()
@@ -300,15 +325,133 @@ def test_compare_webcam_snapshot(app, fake_compare, photo):
     at.run()
     _no_exception(at)
     assert fake_compare.calls[-1][0].shape == photo.shape
+    # a webcam frame has no sharp original: it is compared as it is, not degraded with a preset
+    assert at.selectbox(key="cmp_degr").value == "already blurry" and fake_compare.calls[-1][1] is None
+    assert "your photo (input)" in _image_captions(at)
+    at.radio(key="cmp_source").set_value("Sample photo").run()
+    _no_exception(at)
+    assert at.selectbox(key="cmp_degr").value == "vc"  # a sharp sample again: degraded by the default preset
+    assert list(at.dataframe[0].value["image"])[:2] == ["original", "input"]
 
 
 def test_compare_too_small_image_is_an_error_message(app):
     at = _upload(app, "tiny.png", _png(np.zeros((4, 4, 3), np.uint8)), "image/png")
     _no_exception(at)
     assert len(at.error) == 1 and "at least 16 px" in at.error[0].value
+    at.checkbox(key="cmp_teacher").check().run()  # the teacher's own cached run checks the image the same way
+    _no_exception(at)
+    assert len(at.error) == 1 and "at least 16 px" in at.error[0].value
+
+
+def test_compare_teacher_is_opt_in_and_cached_per_image_preset_and_strength(app, fake_compare, monkeypatch):
+    teacher_runs = []
+    real_run_timed = sharpkd.app.compare.run_timed
+
+    def counting_run_timed(model, lq, calls=3):
+        teacher_runs.append((model.name, calls))
+        return real_run_timed(model, lq, calls)
+
+    monkeypatch.setattr(sharpkd.app.compare, "run_timed", counting_run_timed)
+    at = _to_compare(app)
+    teacher = at.checkbox(key="cmp_teacher")
+    assert teacher.value is False and not teacher_runs and "teacher" not in fake_compare.calls[-1][3]
+    teacher.check().run()
+    _no_exception(at)
+    assert teacher_runs == [("teacher", 1)]  # one call, through the teacher's own cached run
+    assert fake_compare.calls[-1][3] == ["teacher", "student", *PEERS]
+    assert sum("ms (1 call)" in c for c in _captions(at)) == 1 and "teacher" in _image_captions(at)
+    # peers, zoom and the wipe do not rerun it; a new strength or photo does
+    at.multiselect(key="cmp_peers").set_value(["cas"]).run()
+    at.select_slider(key="cmp_zoom").set_value(2).run()
+    at.selectbox(key="cmp_wipe_right").set_value("teacher").run()
+    _no_exception(at)
+    assert teacher_runs == [("teacher", 1)] and fake_compare.calls[-1][3] == ["teacher", "student", "cas"]
+    at.slider(key="cmp_strength").set_value(1.5).run()
+    at.selectbox(key="cmp_sample").set_value("coffee").run()
+    _no_exception(at)
+    assert teacher_runs == [("teacher", 1)] * 3
+    at.slider(key="cmp_strength").set_value(1.0).run()  # back to a combination it has seen for this photo
+    at.selectbox(key="cmp_sample").set_value("astronaut").run()
+    assert len(teacher_runs) == 4  # coffee x1 is new; astronaut x1 came from the cache
+    assert "ms (1 call)" in " ".join(_captions(at))
+    chart = at.get("plotly_chart")[0].proto.spec
+    assert "median of 3 calls; teacher: 1 call" in chart
+
+
+def test_compare_zoom_starts_on_the_most_detailed_region_and_keeps_user_control(app, fake_compare, small_photos):
+    at = _to_compare(app)
+    photo = small_photos["astronaut"]
+    H, W = photo.shape[:2]
+    expected = sharpkd.app.viewer.detail_center(photo, (W // 4, round(W / 4 * 9 / 16)))  # a 16:9 strip at 4x
+    x, y = at.slider(key="cmp_zoom_x"), at.slider(key="cmp_zoom_y")
+    assert (x.value, y.value) == (round(100 * expected[0]), round(100 * expected[1]))
+    at.select_slider(key="cmp_zoom").set_value(2).run()  # not moved by hand yet: follows the detail at 2x
+    expected2 = sharpkd.app.viewer.detail_center(photo, (W // 2, round(W / 2 * 9 / 16)))
+    assert at.slider(key="cmp_zoom_x").value == round(100 * expected2[0])
+    at.slider(key="cmp_zoom_x").set_value(10).run()
+    at.select_slider(key="cmp_zoom").set_value(3).run()
+    _no_exception(at)
+    assert at.slider(key="cmp_zoom_x").value == 10  # the user's choice stays
+    wipe = at.get("iframe")[0].proto.srcdoc
+    assert "image-rendering: pixelated" in wipe  # the zoomed region is enlarged with square pixels
+    assert any("centred at 10%" in c for c in _captions(at))
+
+
+def test_compare_says_when_it_waits_for_another_visitors_run(app, fake_compare, monkeypatch):
+    shown: list[str] = []
+    real_info = DeltaGenerator.info
+
+    def recording_info(self, body, *args, **kwargs):
+        shown.append(str(body))
+        return real_info(self, body, *args, **kwargs)
+
+    monkeypatch.setattr(DeltaGenerator, "info", recording_info)
+    entered, release = threading.Event(), threading.Event()
+
+    def other_visitor() -> None:
+        with sharpkd.app.gate.HEAVY.hold():
+            entered.set()
+            release.wait(60)
+
+    visitor = threading.Thread(target=other_visitor)
+    visitor.start()
+    assert entered.wait(10)
+    timer = threading.Timer(1.0, release.set)  # the page must queue until then, whatever the machine's speed
+    timer.start()
+    try:
+        at = _to_compare(app)
+    finally:
+        release.set()
+        visitor.join(10)
+    _no_exception(at)
+    assert sharpkd.app.gate.WAITING in shown
+    assert not any(sharpkd.app.gate.WAITING in i.value for i in at.info)  # gone once the run went through
+    assert len(at.dataframe) == 1 and len(fake_compare.calls) == 1
+
+
+def test_compare_decodes_an_upload_once(app, fake_compare, photo, monkeypatch):
+    decoded = []
+    real_load_image = sharpkd.load_image
+
+    def counting_load_image(*args, **kwargs):
+        decoded.append(1)
+        return real_load_image(*args, **kwargs)
+
+    monkeypatch.setattr(sharpkd, "load_image", counting_load_image)
+    at = _upload(app, "photo.png", _png(photo), "image/png")
+    at.select_slider(key="cmp_zoom").set_value(2).run()
+    at.slider(key="cmp_strength").set_value(1.5).run()
+    _no_exception(at)
+    assert len(decoded) == 1 and fake_compare.calls[-1][0].shape == photo.shape
 
 
 # -- Train ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def fresh_jobs(monkeypatch):
+    """Each test gets an empty server-wide job registry (it lives as long as the process)."""
+    monkeypatch.setattr(sharpkd.app.jobs, "JOBS", sharpkd.app.jobs.JobRegistry())
 
 
 def _start_training(at: AppTest, steps: int = 3) -> sharpkd.app.jobs.TrainingJob:
@@ -341,6 +484,59 @@ def test_train_run_completes_and_its_student_appears_on_compare(app):
     assert job.name in extra.options and extra.value == [job.name]
     assert job.name in list(at.dataframe[0].value["image"])
     assert job.name in _image_captions(at)
+
+
+def test_train_fine_tunes_the_shipped_student_by_default(app, tiny_models_dir):
+    job = _start_training(app)
+    assert job.status == "done", job.error
+    assert job.cfg.init == "student" and job.train_cfg.lr == sharpkd.app.jobs.FINE_TUNE_LR
+    assert job.train_cfg.meta["init"] == "student" and job.name == "my-student-1"
+    assert app.session_state["train_job"] is job and app.query_params["job"] == job.id
+    # from scratch: the architecture choice is enabled again
+    at = app.run()
+    shipped = at.selectbox(key="tr_student_shipped")
+    assert shipped.disabled and shipped.value == "rt (the shipped student's)"  # the tiny student's preset
+    at.radio(key="tr_init").set_value("Train from scratch").run()
+    assert not at.selectbox(key="tr_student").disabled
+    at.button(key="tr_start").click().run()
+    scratch = at.session_state["train_job"]
+    assert scratch.cfg.init is None and scratch.train_cfg.lr == sharpkd.app.jobs.SCRATCH_LR
+    assert scratch.wait(WAIT_S) and scratch.status == "done"
+
+
+def test_train_reloaded_page_reattaches_to_its_run(app):
+    job = _start_training(app)
+    # a browser reload is a new session: only the URL's job id is left
+    fresh = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    fresh.query_params["job"] = job.id
+    at = fresh.run().switch_page("pages/train.py").run()
+    _no_exception(at)
+    assert at.session_state["train_job"] is job
+    assert any(job.name in s.value for s in at.success)
+    assert [d.proto.label for d in at.get("download_button")] == ["Download checkpoint (.pt)"]
+
+
+def test_train_unknown_job_in_the_url_is_a_warning(app):
+    fresh = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    fresh.query_params["job"] = "gone"
+    at = fresh.run().switch_page("pages/train.py").run()
+    _no_exception(at)
+    assert any("no longer on this server" in w.value for w in at.warning)
+    assert "job" not in at.query_params
+
+
+def test_train_lists_the_runs_on_this_server(app):
+    first = _start_training(app)
+    at = app.run()
+    at.button(key="tr_start").click().run()
+    second = at.session_state["train_job"]
+    assert second is not first and second.wait(WAIT_S)
+    assert (first.name, second.name) == ("my-student-1", "my-student-2")  # numbered per server
+    at.run()
+    _no_exception(at)
+    assert at.expander[0].label == "Training runs on this server (2)"
+    at.button(key=f"tr_open_{first.id}").click().run()
+    assert at.session_state["train_job"] is first and at.query_params["job"] == first.id
 
 
 def test_train_on_uploaded_photos_skips_bad_files(app, photo):
@@ -433,7 +629,8 @@ def test_benchmark_measures_and_plots(app, monkeypatch):
     _no_exception(at)
     models, sizes, repeats = calls[0]
     assert models == {"teacher": "teacher", "student": "student"} | {p: p for p in PEERS}
-    assert sizes == ["320x180", "360p", "720p"] and repeats == 3
+    assert sizes == ["320x180", "360p", "720p"] and repeats == 10  # at least 10 repeats by default
+    assert at.number_input(key="bench_repeats").min == 10
     assert len(at.get("plotly_chart")) == 2  # latency and FPS against resolution
     assert len(at.dataframe[0].value) == 15  # 5 models x 3 sizes
     assert any("No classical peer cards" in i.value for i in at.info)

@@ -10,9 +10,9 @@ import torch
 import torch.nn as nn
 
 import sharpkd.app.jobs
-from sharpkd.app.jobs import JobConfig, TrainingJob, loss_spec
-from sharpkd.checkpoint import load_checkpoint
-from sharpkd.errors import DatasetError
+from sharpkd.app.jobs import JobConfig, JobRegistry, TrainingJob, loss_spec
+from sharpkd.checkpoint import load_checkpoint, save_checkpoint
+from sharpkd.errors import CheckpointError, DatasetError
 from sharpkd.models import build_model
 from sharpkd.training.loop import TrainConfig
 
@@ -21,6 +21,7 @@ WAIT_S = 300  # generous: the machine may be busy; a healthy tiny run takes a fe
 
 def tiny_config(**overrides) -> JobConfig:
     cfg = dict(
+        init=None,
         student="rt",
         steps=4,
         batch_size=2,
@@ -185,3 +186,57 @@ def test_job_training_settings_come_from_its_config(teacher, photo):
         TrainConfig().weight_decay,
     )
     assert JobConfig().seed == TrainConfig().seed
+
+
+def test_job_fine_tunes_from_init_weights(teacher, photo, tmp_path):
+    torch.manual_seed(5)
+    start = build_model("rt", width=4)
+    path = save_checkpoint(tmp_path / "start.pt", start, meta={"preset": "rt"})
+    # student and overrides are ignored: the architecture comes from the checkpoint
+    job = TrainingJob(tiny_config(init=str(path), student="conv4", overrides={}), teacher, [photo])
+    assert job.name == "my-start" and job.train_cfg.meta["init"] == str(path) and job.train_cfg.meta["preset"] == "rt"
+    initial = start.state_dict()
+    assert all(torch.equal(job.student.state_dict()[k], initial[k]) for k in initial)
+    assert job.start().wait(WAIT_S) and job.status == "done", job.error
+    trained = load_checkpoint(job.checkpoint_path)[0].state_dict()
+    assert any(not torch.equal(trained[k], initial[k]) for k in initial), "fine-tuning changed no weight"
+    assert job.data is None and job.teacher is None  # a finished job keeps only its result
+
+
+def test_job_init_must_be_a_student_checkpoint(teacher, tmp_path):
+    path = save_checkpoint(tmp_path / "t.pt", teacher)
+    with pytest.raises(ValueError, match="student checkpoint"):
+        TrainingJob(tiny_config(init=str(path)), teacher)
+    with pytest.raises(CheckpointError, match="not found"):
+        TrainingJob(tiny_config(init=str(tmp_path / "missing.pt")), teacher)
+
+
+def test_default_config_fine_tunes_the_shipped_student():
+    assert JobConfig().init == "student"
+
+
+def test_registry_starts_finds_and_bounds_jobs(teacher, photo):
+    registry = JobRegistry(max_jobs=2, max_running=1)
+    first = registry.start(TrainingJob(tiny_config(steps=100_000, val_every=0), teacher, [photo], name="a"))
+    assert first.status == "running" and registry.get(first.id) is first
+    assert registry.get("nope") is None and registry.get(None) is None
+    waiting = TrainingJob(tiny_config(), teacher, [photo], name="b")
+    with pytest.raises(RuntimeError, match="already going"):
+        registry.start(waiting)
+    assert waiting.status == "pending" and registry.get(waiting.id) is None
+    first.cancel()
+    assert first.wait(WAIT_S)
+
+    second = registry.start(waiting)
+    assert second.wait(WAIT_S)
+    third = registry.start(TrainingJob(tiny_config(), teacher, [photo], name="c"))
+    assert third.wait(WAIT_S)
+    assert registry.jobs() == [third, second] and len(registry) == 2  # the oldest finished job is forgotten
+    assert registry.started == 3
+    assert first.checkpoint_path.exists()  # ... but its checkpoint file stays
+    assert len({first.id, second.id, third.id}) == 3
+
+
+def test_registry_rejects_bad_limits():
+    with pytest.raises(ValueError, match=">= 1"):
+        JobRegistry(max_jobs=0)
