@@ -38,6 +38,14 @@ COMMON="--teacher $RUNS/teacher6-kd.pt --data $DATA --val $VAL --warmup 1000 --v
 sharpkd distill $COMMON $POOL --model rtrep --out "$RUNS/student6-nokd" --steps 40000 --batch-size 16 --lr 2e-3 --losses psnr=1
 sharpkd distill $COMMON $POOL --model rtrep --out "$RUNS/student6-kd02" --steps 40000 --batch-size 16 --lr 2e-3 --losses psnr=1,kd_psnr=0.2
 
+# 2a. Tried and not shipped (2026-12-02): the same two runs for 80000 steps on a 36000-crop pool of the shipped
+#     teacher's outputs. No-KD: synthetic +1.04 dB (gauss1.5 +2.89, past the best classical peer), but motion9 -0.12 on
+#     average and -0.93 on its worst image, more harm than the shipped student does, so it is not shipped. KD twin:
+#     synthetic +0.52. Commands (runs/ is not committed):
+#   POOL36="--cache-teacher 36000 --cache-file $RUNS/pool36.pt --degradation presets --patch-size 96"
+#   sharpkd distill --teacher models/teacher.pt --data $DATA --val $VAL --warmup 1000 --val-every 10000 --seed 0 $POOL36 \
+#     --model rtrep --out "$RUNS/s80-nokd" --steps 80000 --batch-size 16 --lr 2e-3 --losses psnr=1   (and psnr=1,kd_psnr=0.2)
+
 # 2b. Earlier students, kept as baselines (recipe of the previous release: teacher = the 7000-step NAFNet, pool of
 #     12000 crops of the four synthetic presets, Charbonnier + L1 to the teacher):
 #   rt (the previous default student, 20000 steps), conv4 (3000), sepunet (2000), resattn (1500).
@@ -48,4 +56,4 @@ cp "$RUNS/student6-nokd/final.pt" models/student.pt
 cp "$RUNS/student6-kd02/final.pt" models/student-kd.pt
 
 # 4. Every number in models/*.json, models/README.md and the README's results section.
-sharpkd cards --out models/ --data "$VAL" --bench --bench-backends torch,onnx --bench-repeats 15 --threads 2 --readme README.md
+sharpkd cards --out models/ --data "$VAL" --bench --bench-backends torch,onnx,onnx-int8 --quality-backends onnx-int8 --bench-repeats 15 --threads 2 --readme README.md

@@ -88,3 +88,45 @@ def test_model_cards_absent(tmp_path, monkeypatch):
     assert models_readme() is None
     (tmp_path / "README.md").write_text("# Models\n")
     assert models_readme(tmp_path) == "# Models\n"
+
+
+def test_frontier_points_one_per_network_backend_and_peer(tmp_path):
+    from sharpkd.reporting.catalog import frontier_points
+
+    base = {"input": {"vc": {"psnr": 30.0, "ssim": 0.8}, "mean": {"psnr": 30.0, "ssim": 0.8, "gain": 0.0}}}
+
+    def metrics(psnr, worst):
+        return {
+            "vc": {"psnr": psnr, "ssim": 0.9, "worst_gain": worst, "worst_image": "face"},
+            "mean": {"psnr": psnr, "ssim": 0.9, "gain": psnr - 30.0, "worst_gain": worst, "worst_image": "face/vc"},
+        }
+
+    student = {
+        "name": "student",
+        "kind": "student",
+        "parameters": 100,
+        "macs_1080p": 2 * 1920 * 1080,
+        "metrics": metrics(31.0, 0.2),
+        "metrics_by_backend": {"onnx-int8": metrics(30.9, 0.1)},
+        "baselines": base,
+        "speed_by_backend": {
+            "onnx": {"1080p_p50_ms": 10.0, "1080p_p95_ms": 12.0},
+            "onnx-int8": {"1080p_p50_ms": 7.0, "1080p_p95_ms": 8.0},
+        },
+    }
+    peer = {
+        "name": "cas",
+        "kind": "classical",
+        "metrics": metrics(30.5, -0.1),
+        "baselines": base,
+        "speed_by_backend": {"ffmpeg": {"1080p_p50_ms": 3.0, "1080p_p95_ms": 4.0}},
+    }
+    teacher = {"name": "teacher", "kind": "teacher", "metrics": metrics(32.0, 1.0), "baselines": base}  # no speed
+    for card in (student, peer, teacher):
+        (tmp_path / f"{card['name']}.json").write_text(json.dumps(card))
+    points = {(p["model"], p["backend"]): p for p in frontier_points(tmp_path)}
+    assert list(points) == [("cas", "ffmpeg"), ("student", "onnx"), ("student", "onnx-int8")]  # file order
+    assert points[("student", "onnx")]["mean"] == pytest.approx(1.0)
+    assert points[("student", "onnx-int8")]["mean"] == pytest.approx(0.9)  # the quantized graph's own scores
+    assert points[("student", "onnx-int8")]["worst_gain"] == 0.1 and points[("student", "onnx")]["mac_per_px"] == 2
+    assert points[("cas", "ffmpeg")]["gains"] == {"vc": pytest.approx(0.5)} and points[("cas", "ffmpeg")]["p95_ms"] == 4

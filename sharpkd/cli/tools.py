@@ -109,7 +109,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 
 # -- export, video, cards ----------------------------------------------------------------------------------------------
 def cmd_export(args: argparse.Namespace) -> int:
-    from sharpkd.runtime.export import export_onnx, export_torchscript
+    from sharpkd.runtime.export import export_int8, export_onnx, export_torchscript
 
     sharpener = load_sharpener(args.model)
     if sharpener.model is None:
@@ -124,6 +124,12 @@ def cmd_export(args: argparse.Namespace) -> int:
             print(
                 f"parity vs eager PyTorch on uint8 ({sizes}): max abs diff {report.max_abs_diff}/255, "
                 f"mean {report.mean_abs_diff:.4f} -> OK"
+            )
+        if args.int8:
+            q = export_int8(sharpener.model, args.int8)
+            print(
+                f"wrote {args.int8} (int8, static QDQ): differs from eager PyTorch by max {q.max_abs_diff}/255, "
+                f"mean {q.mean_abs_diff:.4f}; measure its dB cost with sharpkd evaluate --backend onnx-int8"
             )
         if args.torchscript:
             export_torchscript(sharpener.model, args.torchscript)
@@ -145,6 +151,7 @@ def cmd_video(args: argparse.Namespace) -> int:
         fps_overlay=args.fps_overlay,
         show=args.show,
         degrade=args.degrade,
+        strength=args.strength,
         seed=args.seed,
         max_frames=args.max_frames,
         codec=args.codec,
@@ -154,8 +161,9 @@ def cmd_video(args: argparse.Namespace) -> int:
     with Progress("video", "frame") as bar:
         report = sharpen_video(source, args.output, sharpener.sharpen, cfg, progress=bar)
     print(f"frames: {report.frames} ({report.width}x{report.height} at {report.input_fps:.1f} FPS) -> {report.output}")
+    print(f"codec: {report.codec}")
     print(f"processing FPS: {report.processing_fps:.1f} (sharpen() only)")
-    print(f"end-to-end FPS: {report.end_to_end_fps:.1f} (decode, sharpen, draw and encode)")
+    print(f"end-to-end FPS: {report.end_to_end_fps:.1f} (decode, sharpen, draw and encode, pipelined)")
     print(f"flicker ratio: {report.flicker_ratio:.3f} (output / input frame-to-frame change; 1 = no added shimmer)")
     return 0
 
@@ -171,6 +179,7 @@ def cmd_cards(args: argparse.Namespace) -> int:
         limit=args.limit,
         bench=args.bench,
         bench_backends=split_csv(args.bench_backends),
+        quality_backends=split_csv(args.quality_backends) if args.quality_backends else (),
         bench_repeats=args.bench_repeats,
         threads=args.threads,
         command=args.command_line,
@@ -225,20 +234,36 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", required=True, metavar="OUT.onnx")
     p.add_argument("--torchscript", default=None, metavar="OUT.pt", help="also write a TorchScript trace")
     p.add_argument("--no-check", action="store_true", help="skip the ONNX Runtime vs eager parity check")
+    p.add_argument(
+        "--int8",
+        default=None,
+        metavar="OUT.int8.onnx",
+        help="also write the int8-quantized graph (luma students); as models/<name>.int8.onnx, load() runs it",
+    )
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("video", help="sharpen a video file or a camera stream")
-    p.add_argument("input", nargs="?", default=None, metavar="INPUT", help="video file (or use --camera)")
+    p = sub.add_parser("video", help="sharpen a video file or a camera stream into browser-playable H.264")
+    p.add_argument("input", nargs="?", default=None, metavar="INPUT", help="any video FFmpeg reads (or use --camera)")
     p.add_argument("-o", "--output", required=True, metavar="OUTPUT.mp4")
     p.add_argument("--camera", type=int, default=None, metavar="N", help="read camera N instead of a file")
     add_model_args(p)
     p.add_argument("--side-by-side", action="store_true", help="write input | output side by side")
     p.add_argument("--fps-overlay", action="store_true", help="draw the processing FPS on the output")
     p.add_argument("--show", action="store_true", help="preview in a window (q or Esc stops)")
-    p.add_argument("--degrade", default=None, choices=list_degradations(), help="degrade each input frame first")
+    p.add_argument(
+        "--degrade",
+        default=None,
+        choices=list_degradations(),
+        help="degrade each input frame first (h264/vp8: one simulated call stream over the whole clip)",
+    )
+    p.add_argument("--strength", type=float, default=1.0, help="scales the degradation (default 1)")
     p.add_argument("--seed", type=int, default=0, help="frame i is degraded with seed + i")
     p.add_argument("--max-frames", type=int, default=None, metavar="N")
-    p.add_argument("--codec", default="mp4v", help="fourcc of the writer (mp4v for .mp4, MJPG for .avi)")
+    p.add_argument(
+        "--codec",
+        default="libx264",
+        help="FFmpeg encoder (default libx264: H.264 yuv420p, plays in browsers; mpeg4, libvpx-vp9 for .webm)",
+    )
     p.set_defaults(func=cmd_video)
 
     p = sub.add_parser("cards", help="tune the classical peers; regenerate models/<name>.json and models/README.md")
@@ -248,6 +273,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, default=None, help="use only the first N validation images")
     p.add_argument("--bench", action="store_true", help="add a 1080p speed table (sharpkd benchmark)")
     p.add_argument("--bench-backends", default="torch", help="comma-separated backends of the speed table")
+    p.add_argument(
+        "--quality-backends",
+        default="",
+        help="comma-separated backends to score too, where outputs differ from torch (onnx-int8): the models they run",
+    )
     p.add_argument("--bench-repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--readme", default=None, help="also fill the results block of this README (e.g. README.md)")

@@ -311,7 +311,8 @@ def benchmark_video(
     threads: int | None = None,
 ) -> dict[str, Any]:
     """Frames per second over a whole clip, decode and encode included: a synthesized ``size`` clip (moving test
-    pattern, mp4v) is read with OpenCV, sharpened frame by frame with ``model`` and written again.
+    pattern, H.264) goes through :func:`~sharpkd.runtime.video.sharpen_video` (PyAV decode, ``model``'s
+    ``sharpen()``, H.264 encode, pipelined in threads).
 
     Returns:
         ``{"model", "backend", "width", "height", "frames", "processing_fps", "end_to_end_fps", "flicker_ratio"}``.

@@ -124,6 +124,15 @@ def quality_speed_points(directory: str | os.PathLike | None = None) -> list[dic
     return points
 
 
+def frontier_points(directory: str | os.PathLike | None = None) -> list[dict[str, Any]]:
+    """The quality-against-latency frontier from the cards: one point per network and benchmarked backend, and one
+    per classical peer (its engine as the backend); see :func:`sharpkd.reporting.tables.frontier_rows` for the keys.
+    Points without a latency (cards written without ``--bench``) are left out."""
+    from sharpkd.reporting.tables import frontier_rows
+
+    return [p for p in frontier_rows(read_cards(directory)) if p["p50_ms"] is not None and p["mean"] is not None]
+
+
 def models_readme(directory: str | os.PathLike | None = None) -> str | None:
     """The text of ``models/README.md`` (how the shipped models were trained), or ``None`` when absent."""
     from sharpkd.runtime.sharpener import models_dir
