@@ -1,15 +1,6 @@
-"""Shared fixtures: fixed seeds, a single thread (CI machines have 2 cores), tiny model folders, and the app served
-by a real ``streamlit run`` for the browser tests."""
+"""Shared fixtures: fixed seeds, a single thread (CI machines have 2 cores), and tiny model folders."""
 
 from __future__ import annotations
-
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -55,44 +46,3 @@ def photo() -> np.ndarray:
     import skimage.data
 
     return np.ascontiguousarray(skimage.data.astronaut()[100:196, 180:308])
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def server(tiny_models_dir, tmp_path):
-    """``streamlit run app.py`` on a free port with the tiny models: yields ``(url, log_path)``.
-
-    Always terminated; its log is attached to an early exit. Used by the browser tests (test_browser.py and others).
-    """
-    root = Path(__file__).resolve().parent.parent
-    port = _free_port()
-    env = dict(os.environ, SHARPKD_MODELS=str(tiny_models_dir), OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "streamlit", "run", str(root / "app.py"), "--server.headless", "true"]
-    cmd += ["--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]
-    log_path = tmp_path / "streamlit.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.time() + 90
-        while True:
-            assert proc.poll() is None, f"streamlit exited early:\n{log_path.read_text()}"
-            assert time.time() < deadline, f"streamlit did not start:\n{log_path.read_text()}"
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
-                    if r.read().strip() == b"ok":
-                        break
-            except OSError:
-                time.sleep(0.3)
-        yield f"http://127.0.0.1:{port}", log_path
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import server  # noqa: F401  (the fixture, re-exported: test_live_browser.py takes it from here)
+from appserver import server  # noqa: F401  (the fixture of the browser tests)
 from PIL import Image
 
 CHROMIUM = "/usr/bin/chromium"

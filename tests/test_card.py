@@ -45,8 +45,12 @@ def test_shipped_student_card_reads_into_the_dataclass() -> None:
     assert card.metrics.score("mean").psnr == raw["metrics"]["mean"]["psnr"]
     assert card.metrics.score("vc").ssim == raw["metrics"]["vc"]["ssim"]
     assert card.baselines["input"].score("mean").gain == 0.0
-    assert card.speed.p50_ms == raw["speed"]["1080p_p50_ms"] and list(card.speed_by_backend) == ["torch", "onnx"]
-    assert [v.backend for v in card.video_1080p] == ["torch", "onnx"]
+    backends = ["torch", "onnx", "onnx-int8"]  # the cards command's --bench-backends
+    assert card.speed.p50_ms == raw["speed"]["1080p_p50_ms"] and list(card.speed_by_backend) == backends
+    assert [v.backend for v in card.video_1080p] == backends
+    int8 = card.metrics_by_backend["onnx-int8"]  # --quality-backends: the quantized graph's own scores
+    assert int8.score("mean").psnr == raw["metrics_by_backend"]["onnx-int8"]["mean"]["psnr"]
+    assert card.metrics.score("mean").worst_image == raw["metrics"]["mean"]["worst_image"]
     assert card.training["steps"] == raw["training"]["steps"] and card.generated.date == raw["generated"]["date"]
 
 

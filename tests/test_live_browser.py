@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import test_browser
+from appserver import server  # noqa: F401  (the fixture of the browser tests)
 from test_browser import CHROMIUM, CHROMIUM_ARGS, sync_api
 
 pytestmark = test_browser.pytestmark  # skipped without Chromium, like test_browser.py
@@ -37,7 +38,7 @@ def _goto_live(page, url: str):
     return webrtc, start
 
 
-def test_live_page_streams_processed_video(server, tmp_path: Path) -> None:
+def test_live_page_streams_processed_video(server, tmp_path: Path) -> None:  # noqa: F811
     url, log_path = server
     with sync_api.sync_playwright() as p:
         browser, page = _open_live(p, FAKE_CAMERA, {"width": 1400, "height": 1300})
@@ -76,7 +77,7 @@ def test_live_page_streams_processed_video(server, tmp_path: Path) -> None:
     assert "Traceback" not in log, log[-3000:]
 
 
-def test_live_page_without_camera_says_so(server, tmp_path: Path) -> None:
+def test_live_page_without_camera_says_so(server, tmp_path: Path) -> None:  # noqa: F811
     url, log_path = server
     with sync_api.sync_playwright() as p:
         browser, page = _open_live(p, ["--use-fake-ui-for-media-stream"], {"width": 1200, "height": 1000})

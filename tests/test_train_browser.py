@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 import pytest
+from appserver import server  # noqa: F401  (the fixture of the browser tests)
 from test_browser import CHROMIUM, CHROMIUM_ARGS, sync_api
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM}")
@@ -18,7 +19,7 @@ pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromiu
 STEPS = 150  # long enough to still be training when the reload lands, a few seconds with the tiny models
 
 
-def test_reload_during_training_reattaches_to_the_run(server, tmp_path):
+def test_reload_during_training_reattaches_to_the_run(server, tmp_path):  # noqa: F811
     url, log_path = server
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
