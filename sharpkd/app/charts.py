@@ -155,6 +155,19 @@ def place_labels(
     return positions
 
 
+def _log_scatter_layout(
+    xs: Sequence[float], ys: Sequence[float], labels: Sequence[str], ref_x: float, y_extra: Sequence[float] = ()
+) -> tuple[dict[str, Any], tuple[float, float], dict[str, str]]:
+    """The shared layout of the scatter charts: a log x axis holding ``xs`` and the reference line at ``ref_x``, a
+    padded y range holding ``ys`` (and ``y_extra``), and a text position per label that avoids overlaps."""
+    xaxis = log_axis([*xs, ref_x], pad=1.6)
+    lo, hi = padded_range([*y_extra, *ys], min_span=0.5, pad=0.15)
+    x0, x1 = xaxis["range"]
+    fractions = [((math.log10(x) - x0) / (x1 - x0), (y - lo) / (hi - lo)) for x, y in zip(xs, ys)]
+    line = (math.log10(ref_x) - x0) / (x1 - x0)
+    return xaxis, (lo, hi), dict(zip(labels, place_labels(fractions, list(labels), vlines=[line])))
+
+
 def quality_speed_figure(points: Sequence[dict[str, Any]], height: int = 440) -> go.Figure:
     """Mean PSNR against FPS at 1080p, one marker per model card, labelled without overlaps.
 
@@ -174,14 +187,10 @@ def quality_speed_figure(points: Sequence[dict[str, Any]], height: int = 440) ->
     )
     if not points:
         return fig
-    xaxis = log_axis([*(p["fps"] for p in points), REALTIME_FPS], pad=1.6)
-    lo, hi = padded_range([p["psnr"] for p in points], min_span=0.5, pad=0.15)
-    (x0, x1), fractions = xaxis["range"], []
-    for p in points:
-        fractions.append(((math.log10(p["fps"]) - x0) / (x1 - x0), (p["psnr"] - lo) / (hi - lo)))
-    line = (math.log10(REALTIME_FPS) - x0) / (x1 - x0)
     names = [p["model"] for p in points]
-    positions = dict(zip(names, place_labels(fractions, names, vlines=[line])))
+    xaxis, (lo, hi), positions = _log_scatter_layout(
+        [p["fps"] for p in points], [p["psnr"] for p in points], names, REALTIME_FPS
+    )
     for kind in dict.fromkeys(p["kind"] for p in points):
         mine = [p for p in points if p["kind"] == kind]
         fig.add_trace(
@@ -303,14 +312,10 @@ def frontier_figure(points: Sequence[dict[str, Any]], height: int = 460) -> go.F
     if not points:
         return fig
     budget_ms = 1000.0 / REALTIME_FPS
-    xaxis = log_axis([*(p["p50_ms"] for p in points), budget_ms], pad=1.6)
-    lo, hi = padded_range([0.0, *(p["mean"] for p in points)], min_span=0.5, pad=0.15)
-    (x0, x1), fractions = xaxis["range"], []
     labels = [f"{p['model']}/{p['backend']}" for p in points]
-    for p in points:
-        fractions.append(((math.log10(p["p50_ms"]) - x0) / (x1 - x0), (p["mean"] - lo) / (hi - lo)))
-    line = (math.log10(budget_ms) - x0) / (x1 - x0)
-    positions = dict(zip(labels, place_labels(fractions, labels, vlines=[line])))
+    xaxis, (lo, hi), positions = _log_scatter_layout(
+        [p["p50_ms"] for p in points], [p["mean"] for p in points], labels, budget_ms, y_extra=(0.0,)
+    )
     groups: dict[str, list[int]] = {}
     for i, p in enumerate(points):
         group = "baseline (rt)" if p["model"] == BASELINE_MODEL else str(p["kind"])
