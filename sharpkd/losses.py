@@ -9,6 +9,8 @@ All images are ``(B, C, H, W)`` floats in [0, 1]. Names understood by :func:`par
 ``kd``        L1 to the teacher's output (output-level distillation)
 ``kd_mse``    MSE to the teacher's output
 ``kd_psnr``   minus the mean per-image PSNR (dB) to the teacher's output (pairs with ``psnr``)
+``noharm``    mean per-image PSNR *loss* in dB against the degraded input, hinged at zero: only samples the
+              model makes worse than its input count (pairs with ``psnr``; needs the input)
 ``feat``      L1 between 1x1-adapted student features and teacher features (feature distillation)
 ``ssim``      1 - SSIM to ground truth (Gaussian window, :func:`sharpkd.metrics.ssim`)
 ``msssim``    1 - MS-SSIM to ground truth (pytorch-msssim; window shrunk to fit small patches)
@@ -30,7 +32,7 @@ import torch.nn.functional as F
 
 from sharpkd.metrics import sobel_kernels, ssim
 
-LOSS_NAMES = ("l1", "mse", "psnr", "kd", "kd_mse", "kd_psnr", "feat", "ssim", "msssim", "edge", "fft", "vgg")
+LOSS_NAMES = ("l1", "mse", "psnr", "noharm", "kd", "kd_mse", "kd_psnr", "feat", "ssim", "msssim", "edge", "fft", "vgg")
 TEACHER_LOSSES = ("kd", "kd_mse", "kd_psnr", "feat")
 
 
@@ -50,6 +52,22 @@ def psnr_loss(pred: torch.Tensor, gt: torch.Tensor, eps: float = 1e-8) -> torch.
     """
     mse = (pred - gt).square().mean(dim=(1, 2, 3))  # (B,)
     return 10.0 * torch.log10(mse + eps).mean()
+
+
+def noharm_loss(pred: torch.Tensor, gt: torch.Tensor, lq: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Mean over the batch of ``max(0, PSNR(lq, gt) - PSNR(pred, gt))`` in dB: the dB each sample lost to the model.
+
+    :func:`psnr_loss` optimises the *mean* gain, which a model can raise while damaging a minority of samples (a
+    motion-blurred texture sharpened the wrong way). This term is zero for every sample the model improves and grows
+    linearly with the harm done to the others, so with it the model learns to back off where it cannot tell what to
+    do. Samples whose input already equals the ground truth count as lossless (``eps``).
+
+    Shape:
+        ``(B, C, H, W)`` three times -> a scalar.
+    """
+    mse_pred = (pred - gt).square().mean(dim=(1, 2, 3))  # (B,)
+    mse_in = (lq - gt).square().mean(dim=(1, 2, 3))
+    return F.relu(10.0 * torch.log10((mse_pred + eps) / (mse_in + eps))).mean()
 
 
 def ssim_loss(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
@@ -237,12 +255,19 @@ class LossMix(nn.Module):
         teacher_pred: torch.Tensor | None = None,
         student_feats: torch.Tensor | None = None,
         teacher_feats: torch.Tensor | None = None,
+        lq: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        """Weighted terms by name (their sum is the training loss)."""
+        """Weighted terms by name (their sum is the training loss). ``lq`` (the model's input) is needed for
+        ``noharm`` only.
+
+        Raises:
+            ValueError: a teacher term without ``teacher_pred``, or ``noharm`` without ``lq``.
+        """
         fns = {
             "l1": lambda: charbonnier(pred, gt),
             "mse": lambda: F.mse_loss(pred, gt),
             "psnr": lambda: psnr_loss(pred, gt),
+            "noharm": lambda: noharm_loss(pred, gt, lq),
             "kd": lambda: F.l1_loss(pred, teacher_pred),
             "kd_mse": lambda: F.mse_loss(pred, teacher_pred),
             "kd_psnr": lambda: psnr_loss(pred, teacher_pred),
@@ -255,4 +280,6 @@ class LossMix(nn.Module):
         }
         if self.needs_teacher and teacher_pred is None:
             raise ValueError(f"loss terms {sorted(set(self.weights) & set(TEACHER_LOSSES))} need a teacher")
+        if "noharm" in self.weights and lq is None:
+            raise ValueError("the 'noharm' loss term needs the degraded input (lq)")
         return {name: w * fns[name]() for name, w in self.weights.items()}

@@ -287,3 +287,32 @@ def test_psnr_loss_is_minus_mean_per_image_psnr() -> None:
     better = pred.clone()
     better[0] = gt[0] + (pred[0] - gt[0]) / 2**0.5
     assert float(psnr_loss(pred, gt) - psnr_loss(better, gt)) == pytest.approx(1.0, abs=0.02)
+
+
+def test_noharm_counts_only_samples_made_worse_than_their_input() -> None:
+    from sharpkd.losses import noharm_loss
+    from sharpkd.metrics import psnr
+
+    torch.manual_seed(0)
+    gt = torch.rand(2, 3, 16, 16)
+    lq = (gt + 0.05 * torch.randn_like(gt)).clamp(0, 1)
+    pred = lq.clone()
+    pred[0] = gt[0] + (lq[0] - gt[0]) / 2  # sample 0 improved: contributes nothing
+    pred[1] = (gt[1] + 2 * (lq[1] - gt[1])).clamp(0, 1)  # sample 1 made worse
+    lost = float(psnr(lq[1:], gt[1:]) - psnr(pred[1:], gt[1:]))
+    assert lost > 0
+    assert float(noharm_loss(pred, gt, lq)) == pytest.approx(lost / 2, abs=1e-3)  # mean over the batch of 2
+    assert float(noharm_loss(lq, gt, lq)) == 0.0  # the identity does no harm
+    # the gradient reaches only the damaged sample
+    pred = pred.clone().requires_grad_(True)
+    noharm_loss(pred, gt, lq).backward()
+    assert pred.grad[0].abs().sum() == 0 and pred.grad[1].abs().sum() > 0
+
+
+def test_lossmix_noharm_needs_the_input(images: tuple[torch.Tensor, torch.Tensor]) -> None:
+    pred, gt = images
+    mix = LossMix("psnr=1,noharm=2")
+    with pytest.raises(ValueError, match="'noharm' loss term needs the degraded input"):
+        mix(pred, gt)
+    terms = mix(pred, gt, lq=pred)  # the prediction equals the input: no harm done
+    assert float(terms["noharm"]) == 0.0 and set(terms) == {"psnr", "noharm"}

@@ -79,6 +79,14 @@ def test_fit_runs_and_losses_are_finite(data: SyntheticPairs) -> None:
     assert any(not torch.equal(before[k], v) for k, v in student.state_dict().items())
 
 
+def test_fit_feeds_the_input_to_the_noharm_term(data: SyntheticPairs) -> None:
+    # a fresh student is the identity (zero-initialised head), so on the first step it does no harm at all
+    rec = Recorder()
+    fit(_cfg(steps=2, losses="psnr=1,noharm=3"), None, _student(), data, callbacks=[rec])
+    assert rec.steps[0]["loss_noharm"] == 0.0
+    assert all(np.isfinite(s["loss_noharm"]) and s["loss_noharm"] >= 0 for s in rec.steps)
+
+
 def test_same_seed_same_first_loss_and_weights(data: SyntheticPairs) -> None:
     runs = []
     for _ in range(2):

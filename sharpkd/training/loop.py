@@ -213,7 +213,7 @@ class _StudentLoss(nn.Module):
             pred, student_feats = self.student(lq, return_features=True)
         else:
             pred, student_feats = self.student(lq), None
-        return self.loss_fn(pred.float(), gt, teacher_pred, student_feats, teacher_feats)
+        return self.loss_fn(pred.float(), gt, teacher_pred, student_feats, teacher_feats, lq=lq)
 
 
 class _Trainer:
