@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -316,3 +317,35 @@ def test_lossmix_noharm_needs_the_input(images: tuple[torch.Tensor, torch.Tensor
         mix(pred, gt)
     terms = mix(pred, gt, lq=pred)  # the prediction equals the input: no harm done
     assert float(terms["noharm"]) == 0.0 and set(terms) == {"psnr", "noharm"}
+
+
+def test_relative_kd_weights_each_sample_by_its_input_error() -> None:
+    from sharpkd.losses import relative_kd_loss
+
+    torch.manual_seed(0)
+    gt = torch.rand(2, 3, 16, 16)
+    lq = gt.clone()
+    lq[0] += 0.01 * torch.randn_like(gt[0])  # a mild sample
+    lq[1] += 0.1 * torch.randn_like(gt[1])  # a badly damaged one
+    teacher = gt.clone()
+    assert float(relative_kd_loss(teacher, teacher, lq, gt)) == 0.0
+    # at the identity each sample contributes 10/ln10 * mse(lq, teacher)/mse(lq, gt) = 10/ln10 here, whatever its error
+    loss = relative_kd_loss(lq, teacher, lq, gt)
+    assert float(loss) == pytest.approx(10 / math.log(10), rel=2e-2)  # eps=1e-6 against mse 1e-4
+    # kd_psnr's per-sample gradient is ~100x larger on the mild sample; this term's is the same order on both
+    pred = lq.clone().requires_grad_(True)
+    relative_kd_loss(pred, teacher, lq, gt).backward()
+    g0, g1 = pred.grad[0].abs().mean(), pred.grad[1].abs().mean()
+    assert 0.05 < float(g0 / g1) < 20
+
+
+def test_lossmix_relative_kd_needs_teacher_and_input(images: tuple[torch.Tensor, torch.Tensor]) -> None:
+    pred, gt = images
+    mix = LossMix("psnr=1,kd_rel=0.5")
+    assert mix.needs_teacher
+    with pytest.raises(ValueError, match="need a teacher"):
+        mix(pred, gt, lq=pred)
+    with pytest.raises(ValueError, match="'kd_rel' loss term needs the degraded input"):
+        mix(pred, gt, gt)
+    terms = mix(pred, gt, gt, lq=pred)
+    assert float(terms["kd_rel"]) > 0
