@@ -23,7 +23,18 @@ st.markdown(
     "- Pick a sample photo, upload your own or take a webcam snapshot.\n"
     "- Choose a degradation (or *already blurry* for a photo that is soft to begin with), then look at the panels, "
     "zoom into a detail, drag the before/after divider and download any output as PNG.\n"
-    "- With a sharp original you get PSNR and SSIM; without one, a no-reference sharpness score."
+    "- With a sharp original you get PSNR and SSIM; without one, a no-reference sharpness score.\n"
+    "- The *Video* tab does the same for a short clip (up to 10 s) and gives back a side-by-side video."
+)
+st.page_link(
+    "pages/live.py",
+    label="**Live**: your webcam through a simulated bad call, sharpened as it plays",
+    icon=":material/videocam:",
+)
+st.markdown(
+    "- Press START and allow the camera; pick the simulated link (H.264, VP8 or a clean one) and a view (side by "
+    "side or split).\n"
+    "- The page shows the frame rate and per-frame latency the student achieves on this server."
 )
 st.page_link(
     "pages/train.py", label="**Train**: distil your own student in about a minute", icon=":material/model_training:"

@@ -154,6 +154,13 @@ def test_home_shows_model_cards_and_readme(tiny_models_dir, small_photos):
     assert any("12k steps" in m.value for m in at.markdown)
 
 
+def test_home_links_every_other_page(app):
+    linked = {e.proto.page for e in app.get("page_link")}
+    pages = {p.stem for p in (Path(APP).parent / "pages").glob("*.py") if not p.stem.startswith("_")}
+    # compare_video is the Compare page's Video tab, not a page of its own
+    assert linked == pages - {"home", "compare_video"}
+
+
 # -- Compare -------------------------------------------------------------------------------------------------------
 
 
