@@ -25,6 +25,8 @@ sharpkd train-teacher --model nafnet --data "$DATA" --val "$VAL" --out "$RUNS/te
 #     --steps 150000 --batch-size 8 --patch-size 128 --lr 5e-4 --warmup 200 --val-every 1000 --losses psnr=1 --ema 0.999 --seed 2
 #   (the shipped teacher is runs/teacher6/best.pt, the EMA weights with the best validation PSNR; see its card.
 #   The students below were distilled from its best.pt at step 1000, copied to $RUNS/teacher6-kd.pt.)
+# 1c. GPU teacher (NAFNet width 32, bf16, channels_last, 256 px x 32, ~8 min on one GPU; not shipped): here
+#     docs/gpu_teacher.sh --prepare (packs gpu_data/), there docs/gpu_teacher.sh OUTDIR 8. See docs/gpu.md.
 
 # 2. Students, on one fixed pool of 24000 degraded crops of the six presets (codec
 #    crops degraded inside 384 px of context). Loss: per-image PSNR to ground truth + PSNR to the teacher's output.
@@ -45,6 +47,13 @@ sharpkd distill $COMMON $POOL --model rtrep --out "$RUNS/student6-kd02" --steps 
 #   POOL36="--cache-teacher 36000 --cache-file $RUNS/pool36.pt --degradation presets --patch-size 96"
 #   sharpkd distill --teacher models/teacher.pt --data $DATA --val $VAL --warmup 1000 --val-every 10000 --seed 0 $POOL36 \
 #     --model rtrep --out "$RUNS/s80-nokd" --steps 80000 --batch-size 16 --lr 2e-3 --losses psnr=1   (and psnr=1,kd_psnr=0.2)
+
+#     Also tried (2026-12-02, same 36000-crop pool, stopped at 30000 of 80000 steps): psnr=1,noharm=3 (the hinge on
+#     each crop's dB loss against its input) and its kd_rel=1 twin. The hinge made the student timid everywhere:
+#     on the 256 px val, gauss1.5 +0.45 / +0.92 dB against +2.56 for the shipped student, yet on full-size val the
+#     twin at 30000 steps still took coastguard/motion9 down 0.87 dB, so the hinge on training crops does not reach
+#     the val image it was meant to protect. Commands: student_pair.sh below with --losses psnr=1,noharm=3 (and
+#     psnr=1,noharm=3,kd_rel=1).
 
 # 2b. Earlier students, kept as baselines (recipe of the previous release: teacher = the 7000-step NAFNet, pool of
 #     12000 crops of the four synthetic presets, Charbonnier + L1 to the teacher):

@@ -1,17 +1,21 @@
 """Train: fine-tune (or train from scratch) a student distilled from the shipped teacher, in a background thread, with
-live loss and validation curves. Runs live in a server-wide registry: a reloaded page (job id in the URL) reattaches."""
+live loss and validation curves; or fine-tune the shipped student on the user's own soft frames or clip, which the
+teacher labels (sharpkd.app.finetune). Runs live in a server-wide registry: a reloaded page (job id in the URL)
+reattaches."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import streamlit as st
 
 import sharpkd
+import sharpkd.app.finetune
 import sharpkd.app.jobs
-from pages import JOB_KEY, UPLOAD_TYPES, decode_upload, load_models, trained_models
+from pages import JOB_KEY, UPLOAD_TYPES, decode_upload, heavy_run, load_models, trained_models
 from sharpkd.app.charts import gain_figure, loss_figure
+from sharpkd.app.finetune import FootageJob
 from sharpkd.app.jobs import JobConfig, JobSnapshot, TrainingJob
 from sharpkd.degrade import PRESETS, list_degradations
 from sharpkd.errors import SharpkdError
@@ -20,8 +24,12 @@ from sharpkd.models import list_models
 if TYPE_CHECKING:
     import torch.nn as nn  # only for annotations: pages import torch through sharpkd (see app.py)
 
+    from sharpkd.training.unlabeled import Footage
+
 DEFAULTS = JobConfig()
-SAMPLES, MINE = "Built-in sample photos", "My photos"
+FOOTAGE_DEFAULTS = sharpkd.app.finetune.footage_config()
+SAMPLES, MINE, FOOTAGE = "Built-in sample photos", "My photos", "My soft footage (the teacher labels it)"
+FOOTAGE_CACHE_KEY = "tr_footage_decoded"  # session_state: {upload file_id: FootageUpload or error text}
 FINE_TUNE, SCRATCH = "Fine-tune the shipped student", "Train from scratch"
 JOB_PARAM = "job"  # st.query_params: the id of the run this page shows, so a browser reload finds it again
 PATCH_SIZES = (32, 48, 64, 96)
@@ -128,9 +136,23 @@ def settings_ui(has_teacher: bool, disabled: bool) -> JobConfig | None:
     return cfg
 
 
-def data_ui(disabled: bool) -> list[np.ndarray] | None:
+def source_ui(footage_ok: bool, disabled: bool) -> str:
+    """What to train on: sharp photos (built-in or uploaded, degraded on the fly) or soft footage (teacher-labelled;
+    offered when the teacher and the student are shipped)."""
+    return st.radio(
+        "Training photos",
+        (SAMPLES, MINE, FOOTAGE) if footage_ok else (SAMPLES, MINE),
+        horizontal=True,
+        disabled=disabled,
+        key="tr_source",
+        help="Sharp photos are degraded on the fly and the student learns to undo that. Soft footage (frames or a "
+        "clip of your own calls, no sharp originals) is labelled by the teacher, and the shipped student learns to "
+        "imitate it on exactly that footage.",
+    )
+
+
+def data_ui(source: str, disabled: bool) -> list[np.ndarray] | None:
     """None for the built-in photos, else the decoded uploads (bad files are reported and skipped)."""
-    source = st.radio("Training photos", (SAMPLES, MINE), horizontal=True, disabled=disabled, key="tr_source")
     if source == SAMPLES:
         return None
     files = st.file_uploader(
@@ -144,7 +166,78 @@ def data_ui(disabled: bool) -> list[np.ndarray] | None:
     return [x.pixels for x in loaded if x is not None]
 
 
-def render_progress(snap: JobSnapshot) -> None:
+def footage_settings_ui(disabled: bool) -> JobConfig:
+    """A footage run's settings: steps and crop size; the rest is the recipe of sharpkd.app.finetune."""
+    d = FOOTAGE_DEFAULTS
+    a, b = st.columns(2)
+    steps = a.number_input("Steps", 1, 20000, d.steps, step=100, disabled=disabled, key="tr_ft_steps")
+    patch = b.select_slider("Patch size", PATCH_SIZES, value=d.patch_size, disabled=disabled, key="tr_ft_patch")
+    cfg = sharpkd.app.finetune.footage_config(steps=int(steps), patch_size=int(patch))
+    st.caption(
+        f"Fine-tunes the shipped student. Targets: the teacher's output on each whole frame · loss `{cfg.losses}` · "
+        f"batch {cfg.batch_size} · peak learning rate {cfg.peak_lr:g} · {sharpkd.app.finetune.FOOTAGE_CROPS} crops · "
+        "validation: PSNR to the teacher's output on held-back frames (one in eight; with fewer than eight frames, "
+        "the training frames). The student adapts to this footage and may sharpen other kinds of softness less."
+    )
+    return cfg
+
+
+def _decode_footage(file) -> sharpkd.app.finetune.FootageUpload | None:
+    """One upload, decoded once per session (a clip decodes in seconds); a bad file becomes ``st.error``."""
+    cache = st.session_state.setdefault(FOOTAGE_CACHE_KEY, {})
+    if file.file_id not in cache:
+        try:
+            with heavy_run():
+                cache[file.file_id] = sharpkd.app.finetune.decode_footage(file.name, file.getvalue())
+        except SharpkdError as err:
+            cache[file.file_id] = str(err)
+    got = cache[file.file_id]
+    if isinstance(got, str):
+        st.error(f"Could not use {file.name}: {got}")
+        return None
+    for note in got.notes:
+        st.caption(f"{file.name}: {note}.")
+    return got
+
+
+def footage_ui(disabled: bool, patch_size: int) -> Footage | None:
+    """The uploaded soft frames and clips as footage; None (with the reason shown) when there is nothing usable."""
+    limits = sharpkd.app.finetune.LIMITS
+    st.caption(f"Upload {limits.describe()}.")
+    files = st.file_uploader(
+        "Soft frames or a short clip",
+        type=sharpkd.app.finetune.FOOTAGE_TYPES,
+        accept_multiple_files=True,
+        max_upload_size=limits.clip.max_bytes // (1024 * 1024),
+        disabled=disabled,
+        key="tr_footage",
+    )
+    ids = {f.file_id for f in files or []}
+    cache = st.session_state.get(FOOTAGE_CACHE_KEY, {})
+    for stale in [k for k in cache if k not in ids]:  # removed uploads: drop their frames
+        del cache[stale]
+    uploads = [u for u in (_decode_footage(f) for f in files or []) if u is not None]
+    if not uploads:
+        return None
+    try:
+        footage = sharpkd.app.finetune.footage_from_uploads(uploads, patch_size)
+    except SharpkdError as err:
+        st.error(f"Could not use the footage: {err}")
+        return None
+    for name, reason in footage.skipped:
+        st.warning(f"Skipping {name}: {reason}.")
+    st.caption(f"{len(footage)} frames to fine-tune on: {', '.join(footage.names)}")
+    return footage
+
+
+def render_progress(snap: JobSnapshot, labelling: tuple[int, int] | None = None) -> None:
+    if labelling is not None and snap.status == "running":
+        done, total = labelling
+        st.progress(
+            done / max(1, total),
+            text=f"The teacher is labelling the frames: {done} of {total} · {snap.elapsed_s:.0f} s",
+        )
+        return
     st.progress(snap.fraction, text=f"{snap.status}: step {snap.step} of {snap.total} · {snap.elapsed_s:.0f} s")
     if snap.status == "failed":
         st.error(f"Training failed: {snap.error}")
@@ -169,18 +262,25 @@ def render_progress(snap: JobSnapshot) -> None:
 def job_view(job: TrainingJob) -> None:
     running = job.status == "running"
     cfg = job.cfg
+    footage = isinstance(job, FootageJob)
     start = f"fine-tunes `{cfg.init}`" if cfg.init is not None else f"trains a `{cfg.student}` from scratch"
+    data = "of your footage, labelled by the teacher" if footage else f"({cfg.degradation})"
     st.caption(
         f"**{job.name}** {start}: {cfg.steps} steps of {cfg.batch_size} patches of {cfg.patch_size} px "
-        f"({cfg.degradation}), loss `{cfg.losses}`, peak learning rate {cfg.peak_lr:g}."
+        f"{data}, loss `{cfg.losses}`, peak learning rate {cfg.peak_lr:g}."
     )
+    if footage:
+        st.caption(
+            "Validation is agreement with the teacher: PSNR and SSIM of the student's output to the teacher's on "
+            "held-back frames, and their gain over the soft frames' own (footage has no sharp originals)."
+        )
 
     @st.fragment(run_every=1.0 if running else None)
     def live() -> None:
         snap = job.snapshot()
         if running and snap.status != "running":
             st.rerun()  # the whole page: the result, the download and the Compare registration appear
-        render_progress(snap)
+        render_progress(snap, job.labelling if footage else None)
         if snap.status == "running" and st.button("Cancel training", key="tr_cancel"):
             job.cancel()
             st.toast("Cancelling after the current step…")
@@ -233,26 +333,42 @@ def runs_ui(current: TrainingJob | None) -> None:
                 st.rerun()
 
 
+def new_job(source: str, cfg: JobConfig, teacher: nn.Module | None, data: Any) -> TrainingJob:
+    """The run the button starts, named by the server's run count: a reloaded page (a new session) must not reuse the
+    name of its old run."""
+    number = sharpkd.app.jobs.JOBS.started + 1
+    if source == FOOTAGE:
+        return FootageJob(cfg, teacher, data, name=f"my-{cfg.init}-footage-{number}")
+    stem = cfg.student if cfg.init is None else cfg.init
+    return TrainingJob(cfg, teacher, data, name=f"my-{stem}-{number}")
+
+
 st.title("Train a student")
 st.caption(
     "A short run in the background: by default it fine-tunes the shipped student on the built-in photos, distilling "
-    "from the teacher, in about a minute on one CPU core. Widget clicks, other pages and browser reloads don't "
-    "interrupt it."
+    "from the teacher, in about a minute on one CPU core; or on your own soft footage, which the teacher labels. "
+    "Widget clicks, other pages and browser reloads don't interrupt it."
 )
 job = attached_job()
 busy = job is not None and job.status == "running"
 teacher = teacher_ui()
-cfg = settings_ui(teacher is not None, busy)
-images = data_ui(busy)
-if images == []:
-    st.info("Upload at least one sharp photo, or train on the built-in sample photos.")
-start = st.button("Start training", type="primary", disabled=busy or cfg is None or images == [], key="tr_start")
+source = source_ui(teacher is not None and FOOTAGE_DEFAULTS.init in sharpkd.list_pretrained(), busy)
+if source == FOOTAGE:
+    cfg = footage_settings_ui(busy)
+    data = footage_ui(busy, cfg.patch_size)
+    missing = data is None
+    if missing:
+        st.info("Upload a few soft frames or a short clip of your own calls; no sharp originals are needed.")
+else:
+    cfg = settings_ui(teacher is not None, busy)
+    data = data_ui(source, busy)
+    missing = data == []
+    if missing:
+        st.info("Upload at least one sharp photo, or train on the built-in sample photos.")
+start = st.button("Start training", type="primary", disabled=busy or cfg is None or missing, key="tr_start")
 if start:
-    # numbered per server, not per session: a reloaded page (a new session) must not reuse the name of its old run
-    number = sharpkd.app.jobs.JOBS.started + 1
-    stem = cfg.student if cfg.init is None else cfg.init
     try:
-        job = sharpkd.app.jobs.JOBS.start(TrainingJob(cfg, teacher, images, name=f"my-{stem}-{number}"))
+        job = sharpkd.app.jobs.JOBS.start(new_job(source, cfg, teacher, data))
     except (ValueError, RuntimeError, SharpkdError) as err:
         st.error(f"Could not start training: {err}")
     else:

@@ -50,3 +50,19 @@ class NoVideoStreamError(VideoError):
 
 class VideoTooLargeError(VideoError):
     """A video is over the caller's limits: more pixels per frame (a 4K clip where the app takes 1080p), or too long."""
+
+
+class FootageError(DatasetError):
+    """Unlabeled footage (soft frames or clips with no sharp originals, for ``distill --unlabeled``) is unusable."""
+
+
+class NoFootageError(FootageError):
+    """A footage folder (or a set of uploads) holds no image or video file at all."""
+
+
+class UnreadableFootageError(FootageError):
+    """Footage files cannot be decoded: the one asked for, or every file given."""
+
+
+class NoUsableFramesError(FootageError):
+    """Footage was decoded, but no frame is large enough to take a training crop from."""

@@ -43,9 +43,14 @@ def test_reload_during_training_reattaches_to_the_run(server, tmp_path):  # noqa
             assert page.url == job_url
             page.screenshot(path=str(tmp_path / "after_reload.png"), full_page=True)
             page.get_by_text(re.compile(r"is ready: tick it")).wait_for(timeout=300_000)
-            assert page.get_by_text(f"done: step {STEPS} of {STEPS}", exact=False).count() == 1
-            assert page.get_by_role("button", name="Download checkpoint (.pt)").count() == 1
-            assert page.locator(".js-plotly-plot").count() == 3  # loss, PSNR gain, SSIM gain
+            # the rest of the result view renders a moment after the "is ready" line: wait for each part, then count
+            done = page.get_by_text(f"done: step {STEPS} of {STEPS}", exact=False)
+            download = page.get_by_role("button", name="Download checkpoint (.pt)")
+            charts = page.locator(".js-plotly-plot")
+            for part in (done, download, charts.nth(2)):
+                part.wait_for(timeout=30_000)
+            assert done.count() == 1 and download.count() == 1
+            assert charts.count() == 3  # loss, PSNR gain, SSIM gain
             page.screenshot(path=str(tmp_path / "finished.png"), full_page=True)
         finally:
             browser.close()

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn as nn
+from torch.utils.data import Dataset
 
 from sharpkd.checkpoint import load_checkpoint, save_checkpoint
 from sharpkd.data import EvalImages, SyntheticPairs, sample_images
@@ -209,14 +210,7 @@ class TrainingJob:
         meta = {"job": self.name, "preset": preset, "degradation": cfg.degradation}
         self.train_cfg = cfg.train_config(meta if cfg.init is None else {**meta, "init": str(cfg.init)})
         check_losses(cfg.losses, has_teacher=teacher is not None)
-        if images is None:
-            samples = sample_images()
-            images, names = list(samples.values()), list(samples)
-        else:
-            images, names = list(images), None
-        repeats = max(8, -(-cfg.batch_size // max(1, len(images))))  # enough crops for one batch per epoch
-        self.data = SyntheticPairs(images, cfg.patch_size, cfg.degradation, repeats=repeats, seed=cfg.seed, names=names)
-        self.val = EvalImages(sample_images(cfg.val_images), max_side=cfg.val_max_side)
+        self.data, self.val = self._datasets(cfg, images)
         self.cfg = cfg
         self.teacher = teacher
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
@@ -314,6 +308,22 @@ class TrainingJob:
         return Sharpener(self.name, copy.deepcopy(self.student).eval(), meta)
 
     # -- internals -----------------------------------------------------------------------------------------------
+    def _datasets(self, cfg: JobConfig, images: Sequence[np.ndarray] | None) -> tuple[Dataset | None, Any]:
+        """The training pairs and validation images, built up front (so bad settings raise in the constructor).
+        A subclass whose data take long to build (sharpkd.app.finetune labels frames with the teacher) checks its
+        input here, returns ``(None, None)`` and builds them in :meth:`_prepare`, in the job's thread."""
+        if images is None:
+            samples = sample_images()
+            images, names = list(samples.values()), list(samples)
+        else:
+            images, names = list(images), None
+        repeats = max(8, -(-cfg.batch_size // max(1, len(images))))  # enough crops for one batch per epoch
+        data = SyntheticPairs(images, cfg.patch_size, cfg.degradation, repeats=repeats, seed=cfg.seed, names=names)
+        return data, EvalImages(sample_images(cfg.val_images), max_side=cfg.val_max_side)
+
+    def _prepare(self) -> None:
+        """Runs first in the job's thread (its failures become the job's error); see :meth:`_datasets`."""
+
     def _record_validation(self, step: int, metrics: dict[str, Any]) -> None:
         mean = metrics["mean"]
         row = {"step": step, **{k: float(mean[k]) for k in ("psnr", "ssim", "input_psnr", "input_ssim")}}
@@ -323,6 +333,7 @@ class TrainingJob:
     def _run(self) -> None:
         cfg, train_cfg = self.cfg, self.train_cfg
         try:
+            self._prepare()
             # fit() validates only after training steps; score the untrained student so the curve has a start.
             self.student.eval()
             self._record_validation(0, evaluate_tensor_fn(self.student, self.val))

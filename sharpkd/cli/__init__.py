@@ -4,8 +4,8 @@ Errors a user can cause print one line (``sharpkd: error: ...``) and exit with s
 bad file (``sharpkd: skipped <path>: <reason>``) and carry on with the rest, exiting 1 if any failed. A failed export or
 a crashed benchmark worker exits 1.
 
-The subcommands live by concern in ``train`` (train-teacher, distill), ``batch`` (sharpen, degrade) and ``tools``
-(evaluate, benchmark, export, video, cards); each adds its parsers through ``add_parsers(sub)``.
+The subcommands live by concern in ``train`` (train-teacher, distill, pack-data), ``batch`` (sharpen, degrade) and
+``tools`` (evaluate, benchmark, export, video, cards); each adds its parsers through ``add_parsers(sub)``.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sharpkd", description="Sharpen video-call frames with distilled CNNs.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress; show tracebacks of internal errors")
     sub = parser.add_subparsers(dest="command", required=True)
-    train.add_parsers(sub)  # train-teacher, distill
+    train.add_parsers(sub)  # train-teacher, distill, pack-data
     batch.add_parsers(sub)  # sharpen, degrade
     tools.add_parsers(sub)  # evaluate, benchmark, export, video, cards
     return parser

@@ -1,4 +1,5 @@
-"""``sharpkd train-teacher`` and ``sharpkd distill``: argument parsing around ``sharpkd.training.loop.fit``."""
+"""``sharpkd train-teacher`` and ``sharpkd distill``: argument parsing around ``sharpkd.training.loop.fit``; and
+``sharpkd pack-data`` around ``sharpkd.training.pack.pack_images`` (training data small enough to travel)."""
 
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ def _progress_callback(total: int, desc: str):
 
 def _add_train_args(p: argparse.ArgumentParser, default_losses: str) -> None:
     """The flags train-teacher and distill share; the training defaults come from ``TrainConfig``."""
-    from sharpkd.training.loop import TrainConfig
+    from sharpkd.training.loop import AMP_MODES, TrainConfig
 
     d = TrainConfig()
     p.add_argument("--data", default="samples", help="folder of sharp images, or 'samples' (built-in photos)")
@@ -70,6 +71,9 @@ def _add_train_args(p: argparse.ArgumentParser, default_losses: str) -> None:
     p.add_argument("--max-minutes", type=float, default=d.max_minutes)
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--device", default=d.device)
+    p.add_argument("--amp", default=d.amp, choices=AMP_MODES, help="bf16 autocast: auto (on CUDA only), bf16, off")
+    p.add_argument("--channels-last", action="store_true", help="NHWC memory format (faster convolutions on CUDA)")
+    p.add_argument("--workers", type=int, default=d.num_workers, help="DataLoader worker processes; 0 = none")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="model config override")
     p.add_argument("--no-resume", action="store_true", help="start over even if OUT/last.pt exists")
     p.add_argument("--init", default=None, help="start from these weights (shipped name or checkpoint path)")
@@ -98,13 +102,17 @@ def _train(args: argparse.Namespace, teacher) -> int:
     from sharpkd.models import build_model, count_parameters
     from sharpkd.training.loop import TrainConfig, fit
 
-    if args.paired:
+    unlabeled = getattr(args, "unlabeled", None)
+    if unlabeled:
+        data, val = _unlabeled_data(args, teacher)  # teacher-labelled crops of soft footage; val: held-back frames
+    elif args.paired:
         data = PairedFolder(args.data, patch_size=args.patch_size, seed=args.seed)
     elif args.data == "samples":
         data = SyntheticPairs.from_samples(args.patch_size, degradation=args.degradation, seed=args.seed)
     else:
         data = SyntheticPairs.from_folder(args.data, args.patch_size, degradation=args.degradation, seed=args.seed)
-    val = EvalImages.from_folder(args.val, args.val_max_side) if args.val else EvalImages(sample_images(), 256)
+    if not unlabeled:
+        val = EvalImages.from_folder(args.val, args.val_max_side) if args.val else EvalImages(sample_images(), 256)
     torch.manual_seed(args.seed)
     model = build_model(args.model, **_overrides(args.set))
     if args.init:
@@ -137,6 +145,9 @@ def _train(args: argparse.Namespace, teacher) -> int:
         seed=args.seed,
         device=args.device,
         max_minutes=args.max_minutes,
+        amp=args.amp,
+        channels_last=args.channels_last,
+        num_workers=args.workers,
         resume=not args.no_resume,
         meta=meta,
     )
@@ -190,6 +201,96 @@ def _teacher_cache(args: argparse.Namespace, teacher, data):
     return cache
 
 
+# distill --unlabeled's --losses default: the shipped student's own loss. The footage's "ground truth" is the teacher's
+# output, so psnr (to gt) and kd_psnr (to the teacher) are the same target; features are not cached.
+UNLABELED_LOSSES = "psnr=1"
+
+
+def _check_unlabeled_args(args: argparse.Namespace) -> None:
+    """Refuse the flags that mean nothing without sharp originals; point --data at the footage (for the provenance)."""
+    from sharpkd.losses import parse_weights
+
+    clashes = {
+        "--data": args.data != "samples",
+        "--paired": args.paired,
+        "--val": args.val is not None,
+        "--cache-teacher": args.cache_teacher > 0,
+    }
+    given = [flag for flag, on in clashes.items() if on]
+    if given:
+        raise ValueError(
+            f"--unlabeled takes its frames from DIR, labels them with the teacher and validates on held-back frames; "
+            f"drop {', '.join(given)}"
+        )
+    if args.losses == DISTILL_LOSSES:  # the default, whose feature term needs the live teacher
+        args.losses = UNLABELED_LOSSES
+    if "feat" in parse_weights(args.losses):
+        raise ValueError("--unlabeled trains on cached teacher outputs; drop 'feat' from --losses")
+    args.data, args.degradation = str(args.unlabeled), "none (soft footage, teacher-labelled)"
+
+
+def _unlabeled_data(args: argparse.Namespace, teacher):
+    """Training crops and validation frames for ``distill --unlabeled DIR`` (see sharpkd.training.unlabeled)."""
+    from tqdm import tqdm
+
+    from sharpkd.training.distributed import resolve_device
+    from sharpkd.training.unlabeled import find_footage, holdout_indices, load_footage, prepare_unlabeled
+
+    footage = load_footage(
+        find_footage(args.unlabeled),
+        max_frames=args.max_frames,
+        frames_per_video=args.frames_per_video,
+        min_size=args.patch_size,
+    )
+    for name, reason in footage.skipped:
+        print(f"sharpkd: skipped {name}: {reason}", file=sys.stderr)
+    holdout_indices(len(footage), args.holdout)  # a bad --holdout fails before the teacher's pass
+    with tqdm(total=len(footage), desc="teacher labels", unit="frame", dynamic_ncols=True) as bar:
+        data = prepare_unlabeled(
+            teacher,
+            footage,
+            patch_size=args.patch_size,
+            crops=args.crops,
+            holdout=args.holdout,
+            val_max_side=args.val_max_side,
+            seed=args.seed,
+            device=resolve_device(args.device),
+            progress=lambda done, total: bar.update(done - bar.n),
+        )
+    n_val = len(data.val_names)
+    where = f"{n_val} held-back frames" if data.held_back else f"the {n_val} training frames (too few to hold any back)"
+    print(
+        f"{len(footage)} frames from {args.unlabeled}: {len(data.train)} crops of {len(data.train_names)} frames; "
+        f"val PSNR is to the teacher's output, on {where}"
+    )
+    return data.train, data.val
+
+
+def _add_unlabeled_args(p: argparse.ArgumentParser) -> None:
+    from sharpkd.training import unlabeled as u
+
+    g = p.add_argument_group(
+        "unlabeled footage",
+        "distill on frames that are soft already and have no sharp originals (your own calls): the teacher's output "
+        "on each whole frame is the target. Usually fine-tunes: --init student --model rtrep (the shipped student "
+        "and its preset) with a small --lr (e.g. 1e-4)",
+    )
+    g.add_argument(
+        "--unlabeled",
+        default=None,
+        metavar="DIR",
+        help="folder of soft frames (images) and/or clips (videos); replaces --data, --val and --cache-teacher",
+    )
+    g.add_argument("--max-frames", type=int, default=u.DEFAULT_MAX_FRAMES, help="frames in all (thinned evenly)")
+    g.add_argument(
+        "--frames-per-video", type=int, default=u.DEFAULT_FRAMES_PER_VIDEO, help="frames sampled evenly from each clip"
+    )
+    g.add_argument("--crops", type=int, default=u.DEFAULT_CROPS, help="training crops cut from the labelled frames")
+    g.add_argument(
+        "--holdout", type=int, default=None, help="frames held back for validation (default: one in eight, 0 if < 8)"
+    )
+
+
 def _hardware() -> str:
     import torch
 
@@ -207,6 +308,8 @@ def cmd_train_teacher(args: argparse.Namespace) -> int:
 def cmd_distill(args: argparse.Namespace) -> int:
     from sharpkd.runtime.sharpener import load_model
 
+    if args.unlabeled:
+        _check_unlabeled_args(args)
     try:
         teacher = load_model(args.teacher)
     except LOAD_ERRORS as err:
@@ -239,4 +342,48 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "no 'feat' loss); 0 = run the teacher live every step",
     )
     p.add_argument("--cache-file", default=None, help="save/reuse the teacher-output pool here (e.g. runs/cache.pt)")
+    _add_unlabeled_args(p)
     p.set_defaults(func=cmd_distill)
+    _add_pack_parser(sub)
+
+
+def _add_pack_parser(sub: argparse._SubParsersAction) -> None:
+    from sharpkd.training.pack import PACK_FORMATS, PackConfig
+
+    d = PackConfig  # its class attributes are the defaults
+    p = sub.add_parser("pack-data", help="pack training images into a small folder of tiles (for a remote GPU)")
+    p.add_argument("src", help="folder of sharp images (recursive)")
+    p.add_argument("out", help="new folder to write (e.g. gpu_data/train, ignored by git)")
+    p.add_argument("--max-mb", type=float, required=True, help="budget for the written files (MB = 10^6 bytes)")
+    p.add_argument("--crop", type=int, default=d.crop, help="tile side in px; 0 keeps whole images")
+    p.add_argument("--min-side", type=int, default=d.min_side, help="skip tiles/images shorter than this")
+    p.add_argument("--max-side", type=int, default=0, help="downscale whole images first, as --val-max-side; 0 = off")
+    p.add_argument("--format", default=d.fmt, choices=PACK_FORMATS, help="jpg (4:4:4), png (lossless) or webp")
+    p.add_argument("--quality", type=int, default=d.quality, help="JPEG/WebP quality")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.set_defaults(func=cmd_pack_data)
+
+
+def cmd_pack_data(args: argparse.Namespace) -> int:
+    from sharpkd.cli.common import Progress
+    from sharpkd.training.pack import PackConfig, pack_images
+
+    cfg = PackConfig(
+        max_bytes=int(args.max_mb * 1e6),
+        crop=args.crop or None,
+        min_side=args.min_side,
+        max_side=args.max_side or None,
+        fmt=args.format,
+        quality=args.quality,
+        seed=args.seed,
+    )
+    with Progress("reading", unit="image") as progress:
+        report = pack_images(args.src, args.out, cfg, progress=progress)
+    for folder, (count, size) in sorted(report.per_folder.items()):
+        print(f"  {folder}: {count} files, {size / 1e6:.2f} MB")
+    print(
+        f"wrote {len(report.files)} files, {report.bytes:,} bytes of a {int(args.max_mb * 1e6):,} budget, from "
+        f"{report.sources} images -> {args.out}; {report.left_out} tiles over the budget left out, "
+        f"{report.skipped} images skipped"
+    )
+    return 0

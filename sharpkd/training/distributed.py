@@ -19,7 +19,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 import torch.nn as nn
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,15 @@ def process_group(device: torch.device) -> Iterator[World]:
 
 
 def rank_batches(
-    data: Dataset, batch_size: int, seed: int, rank: int, world_size: int, start_step: int
+    data: Dataset,
+    batch_size: int,
+    seed: int,
+    rank: int,
+    world_size: int,
+    start_step: int,
+    *,
+    num_workers: int = 0,
+    pin_memory: bool = False,
 ) -> Iterator[tuple[torch.Tensor, ...]]:
     """Endless per-rank batches of a global batch of ``batch_size`` samples split over ``world_size`` ranks.
 
@@ -127,20 +135,60 @@ def rank_batches(
     replaying the epoch, and (b) the ranks' batches together are the same global batch whatever ``world_size`` is, so
     a run resumed with a different number of processes continues the same data stream.
 
+    With ``num_workers > 0`` a :class:`~torch.utils.data.DataLoader` builds the same batches in that many worker
+    processes (where the CPU-bound degradations then run) and keeps a few ready ahead of the training step. Each item
+    carries its epoch to the worker, so the batches are identical to ``num_workers=0``'s.
+
     Shape:
         each batch: one ``(batch_size // world_size, ...)`` tensor per part of a sample (``(lq, gt)`` or
         ``(lq, gt, teacher_pred)``).
     """
-    n = len(data)
+    batches, items = _batch_indices(len(data), batch_size, seed, rank, world_size, start_step), _EpochItems(data)
+    if num_workers == 0:
+        for epoch, idx in batches:
+            yield _collate([items[(epoch, i)] for i in idx])
+    else:
+        kw = dict(num_workers=num_workers, collate_fn=_collate, pin_memory=pin_memory)
+        yield from DataLoader(items, batch_sampler=_Batches(batches), **kw)
+
+
+def _batch_indices(
+    n: int, batch_size: int, seed: int, rank: int, world_size: int, start_step: int
+) -> Iterator[tuple[int, list[int]]]:
+    """``(epoch, this rank's sample indices)`` of every step from ``start_step`` on (see :func:`rank_batches`)."""
     per_rank = batch_size // world_size
     per_epoch = max(1, n // batch_size)
     step = start_step
     while True:
         epoch, k = divmod(step, per_epoch)
-        if hasattr(data, "set_epoch"):
-            data.set_epoch(epoch)
         perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed + epoch))
         idx = perm[k * batch_size : (k + 1) * batch_size][rank::world_size][:per_rank]
-        items = [data[int(i)] for i in idx]
-        yield tuple(torch.stack(parts) for parts in zip(*items))
+        yield epoch, [int(i) for i in idx]
         step += 1
+
+
+def _collate(items: list[tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, ...]:
+    return tuple(torch.stack(parts) for parts in zip(*items))
+
+
+class _EpochItems(Dataset):
+    """``data`` indexed by ``(epoch, index)``: sets the epoch (on this process's copy, a worker's too), then reads."""
+
+    def __init__(self, data: Dataset) -> None:
+        self.data = data
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, ...]:
+        epoch, index = key
+        if hasattr(self.data, "set_epoch"):
+            self.data.set_epoch(epoch)
+        return self.data[index]
+
+
+class _Batches(Sampler):
+    """One pass over an endless stream of ``(epoch, indices)``, as the DataLoader's batch sampler."""
+
+    def __init__(self, batches: Iterator[tuple[int, list[int]]]) -> None:
+        self.batches = batches
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        return ([(epoch, i) for i in idx] for epoch, idx in self.batches)

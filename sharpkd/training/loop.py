@@ -80,6 +80,8 @@ class TrainConfig:
     amp: str = "auto"  # "auto" (bf16 autocast on CUDA, off on CPU), "bf16" or "off"
     device: str = "auto"  # "auto", "cpu", "cuda" (under torchrun "cuda" means cuda:LOCAL_RANK)
     max_minutes: float = 0.0  # wall-clock budget; stop cleanly (with checkpoints) when reached, 0 = none
+    channels_last: bool = False  # NHWC memory format for the models and their input (faster convolutions on CUDA)
+    num_workers: int = 0  # DataLoader processes that build the batches (the degradations run there); 0 = this one
     resume: bool = True  # continue from out_dir/last.pt when it exists
     meta: dict[str, Any] = field(default_factory=dict)  # provenance stored in every checkpoint
 
@@ -96,6 +98,7 @@ class TrainConfig:
             ("early_stop", self.early_stop >= 0, ">= 0"),
             ("ckpt_every", self.ckpt_every >= 0, ">= 0"),
             ("max_minutes", self.max_minutes >= 0, ">= 0"),
+            ("num_workers", self.num_workers >= 0, ">= 0"),
         )
         for name, ok, rule in rules:
             if not ok:
@@ -244,10 +247,11 @@ class _Trainer:
             vgg_weights=cfg.vgg_weights,
         )
         self.use_cache = cached and "feat" not in self.loss_fn.weights  # features are not cached: run the teacher
-        student.to(world.device).train()
+        self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        student.to(world.device, memory_format=self.memory_format).train()
         self.loss_fn.to(world.device)
         if teacher is not None:
-            teacher.to(world.device).eval().requires_grad_(False)
+            teacher.to(world.device, memory_format=self.memory_format).eval().requires_grad_(False)
         self.params = list(student.parameters()) + [p for p in self.loss_fn.parameters() if p.requires_grad]
         self.opt = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.out_dir = Path(cfg.out_dir) if cfg.out_dir else None
@@ -303,13 +307,15 @@ class _Trainer:
     def run(self) -> str:
         """Train from ``state.step`` to ``cfg.steps``; returns why training stopped."""
         cfg, state, world, device = self.cfg, self.state, self.world, self.world.device
-        batches = rank_batches(self.data, cfg.batch_size, cfg.seed, world.rank, world.size, state.step)
+        loader = dict(num_workers=cfg.num_workers, pin_memory=device.type == "cuda")
+        batches = rank_batches(self.data, cfg.batch_size, cfg.seed, world.rank, world.size, state.step, **loader)
         t0, stopped = time.time(), None
         while stopped is None and state.step < cfg.steps:
             lr = lr_at(state.step, cfg) * state.lr_scale
             for group in self.opt.param_groups:
                 group["lr"] = lr
             lq, gt, *cached = (t.to(device, non_blocking=True) for t in next(batches))
+            lq = lq.contiguous(memory_format=self.memory_format)  # the model's input layout (channels_last or not)
             with self.autocast():
                 teacher_pred = teacher_feats = None
                 if self.use_cache:

@@ -19,14 +19,19 @@ from sharpkd.metrics import psnr, ssim
 def evaluate_tensor_fn(
     fn: Callable[[torch.Tensor], torch.Tensor],
     images: EvalImages,
-    presets: Iterable[str] = PRESETS,
+    presets: Iterable[str] | None = None,
 ) -> dict[str, dict[str, float]]:
     """Mean PSNR/SSIM of ``fn(lq).clamp(0, 1)`` and of ``lq`` itself against ``gt``, per preset.
+
+    ``presets`` defaults to the images' own ``presets`` when they have one (footage scored against its teacher
+    labels, :class:`sharpkd.training.unlabeled.TeacherTargets`), else :data:`~sharpkd.degrade.PRESETS`.
 
     Returns:
         ``{preset: {"psnr", "ssim", "input_psnr", "input_ssim"}}`` plus ``"mean"`` with the averages and
         ``"gain"`` (mean PSNR minus mean input PSNR).
     """
+    if presets is None:
+        presets = getattr(images, "presets", PRESETS)
     out: dict[str, dict[str, float]] = {}
     for preset in presets:
         rows = []
