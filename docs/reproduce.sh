@@ -24,36 +24,37 @@ sharpkd train-teacher --model nafnet --data "$DATA" --val "$VAL" --out "$RUNS/te
 #   sharpkd train-teacher --model nafnet --init runs/teacher-long/last.pt --data "$DATA" --val "$VAL" --out runs/teacher6 \
 #     --steps 150000 --batch-size 8 --patch-size 128 --lr 5e-4 --warmup 200 --val-every 1000 --losses psnr=1 --ema 0.999 --seed 2
 #   (the shipped teacher is runs/teacher6/best.pt, the EMA weights with the best validation PSNR; see its card.
-#   The students below were distilled from its best.pt at step 1000, copied to $RUNS/teacher6-kd.pt.)
+#   The students below are distilled from the shipped models/teacher.pt, i.e. that best.pt as copied in step 3.)
 # 1c. GPU teacher (NAFNet width 32, bf16, channels_last, 256 px x 32, ~8 min on one GPU; not shipped): here
 #     docs/gpu_teacher.sh --prepare (packs gpu_data/), there docs/gpu_teacher.sh OUTDIR 8. See docs/gpu.md.
 
-# 2. Students, on one fixed pool of 24000 degraded crops of the six presets (codec
-#    crops degraded inside 384 px of context). Loss: per-image PSNR to ground truth + PSNR to the teacher's output.
-#    The default student is rtrep: the rt layout (576 MAC/px) trained as re-parameterizable convs.
-POOL="--cache-teacher 24000 --cache-file $RUNS/cache6.pt --degradation presets --patch-size 96"
-COMMON="--teacher $RUNS/teacher6-kd.pt --data $DATA --val $VAL --warmup 1000 --val-every 5000 --seed 0"
-# The default student is trained on ground truth alone (psnr loss); its distilled twin, same architecture, pool, steps,
-# batch and learning rate plus PSNR to the teacher's output at weight 0.2, ships as student-kd. Distillation from this
-# teacher cost dB on val (see models/README.md), so the no-KD model is the default. A third run with kd_psnr=1
-# (--out "$RUNS/student6") scored like the 0.2 one and is not shipped.
-sharpkd distill $COMMON $POOL --model rtrep --out "$RUNS/student6-nokd" --steps 40000 --batch-size 16 --lr 2e-3 --losses psnr=1
-sharpkd distill $COMMON $POOL --model rtrep --out "$RUNS/student6-kd02" --steps 40000 --batch-size 16 --lr 2e-3 --losses psnr=1,kd_psnr=0.2
+# 2. Students, on one fixed pool of 36000 degraded crops of the six presets (codec crops degraded inside 384 px of
+#    context) with the shipped teacher's output on each (~21 min to build on one core; ~6.6 GB in memory per run).
+#    The default student is rtrep: the rt layout (576 MAC/px) trained as re-parameterizable convs, 60000 steps,
+#    ~18 min per run on one core (two runs side by side on the two cores).
+#    Loss: per-image PSNR to ground truth plus kd_rel (MSE to the teacher's output over the input's MSE to ground
+#    truth, see sharpkd/losses.py). Its no-KD twin (same pool, steps, batch, learning rate; psnr=1 alone) ships as
+#    student-nokd.
+POOL="--cache-teacher 36000 --cache-file $RUNS/pool36.pt --degradation presets --patch-size 96"
+COMMON="--teacher models/teacher.pt --data $DATA --val $VAL --warmup 1000 --val-every 10000 --seed 0"
+sharpkd distill $COMMON $POOL --model rtrep --out "$RUNS/p60-kdrel1" --steps 60000 --batch-size 16 --lr 2e-3 --losses psnr=1,kd_rel=1
+sharpkd distill $COMMON $POOL --model rtrep --out "$RUNS/p60-nokd" --steps 60000 --batch-size 16 --lr 2e-3 --losses psnr=1
 
-# 2a. Tried and not shipped (2026-12-02): the same two runs for 80000 steps on a 36000-crop pool of the shipped
-#     teacher's outputs. No-KD: synthetic +1.04 dB (gauss1.5 +2.89, past the best classical peer), but motion9 -0.12 on
-#     average and -0.93 on its worst image, more harm than the shipped student does, so it is not shipped. KD twin:
-#     synthetic +0.52. Commands (runs/ is not committed):
-#   POOL36="--cache-teacher 36000 --cache-file $RUNS/pool36.pt --degradation presets --patch-size 96"
-#   sharpkd distill --teacher models/teacher.pt --data $DATA --val $VAL --warmup 1000 --val-every 10000 --seed 0 $POOL36 \
-#     --model rtrep --out "$RUNS/s80-nokd" --steps 80000 --batch-size 16 --lr 2e-3 --losses psnr=1   (and psnr=1,kd_psnr=0.2)
-
-#     Also tried (2026-12-02, same 36000-crop pool, stopped at 30000 of 80000 steps): psnr=1,noharm=3 (the hinge on
-#     each crop's dB loss against its input) and its kd_rel=1 twin. The hinge made the student timid everywhere:
-#     on the 256 px val, gauss1.5 +0.45 / +0.92 dB against +2.56 for the shipped student, yet on full-size val the
-#     twin at 30000 steps still took coastguard/motion9 down 0.87 dB, so the hinge on training crops does not reach
-#     the val image it was meant to protect. Commands: student_pair.sh below with --losses psnr=1,noharm=3 (and
-#     psnr=1,noharm=3,kd_rel=1).
+# 2a. Tried and not shipped. Numbers are `sharpkd evaluate --models runs/X/final.pt --data $VAL` (full-size val, the
+#     cards' protocol) unless marked 256 px (the training runs' own validation).
+#   - Same pool and steps as step 2, other KD weights (2026-12-02): psnr=1,kd_rel=3: synthetic +0.96, mean +0.69,
+#     worst -0.58 (coastguard/motion9); kd_rel=1 alone (teacher targets only): synthetic +0.89, mean +0.64, worst
+#     -0.41, the least harm and the best codec gains (h264 +0.21, vp8 +0.09) but gauss1.5 only +2.06.
+#   - The previous release's recipe (24000-crop pool of an earlier teacher checkpoint, 40000 steps): psnr=1 shipped
+#     as student (synthetic +0.89, mean +0.64, worst -0.75) and its twin psnr=1,kd_psnr=0.2 as student-kd (synthetic
+#     +0.53: gauss1.5 +0.49 against +2.24). kd_psnr weights each sample by 1/mse to the teacher, which explodes where
+#     the teacher barely changes the input; kd_rel was written to fix that, and with it KD no longer costs gauss1.5.
+#   - 80000 steps on the 36000-crop pool, psnr=1: synthetic +1.04 (gauss1.5 +2.89), but motion9 -0.12 on average
+#     and -0.93 on its worst image; its psnr=1,kd_psnr=0.2 twin: synthetic +0.52.
+#   - psnr=1,noharm=3 (a hinge on each crop's dB loss against its own input) and its kd_rel=1 twin, stopped at 30000
+#     of 80000 steps: the hinge made the student timid everywhere (256 px val gauss1.5 +0.45 / +0.92 against +2.56
+#     for the previous student) and on full-size val the twin still took coastguard/motion9 down 0.87 dB: a hinge on
+#     training crops does not reach the val image it was meant to protect.
 
 # 2b. Earlier students, kept as baselines (recipe of the previous release: teacher = the 7000-step NAFNet, pool of
 #     12000 crops of the four synthetic presets, Charbonnier + L1 to the teacher):
@@ -61,8 +62,8 @@ sharpkd distill $COMMON $POOL --model rtrep --out "$RUNS/student6-kd02" --steps 
 
 # 3. Ship: final.pt holds the best-validation weights plus provenance (command, steps, wall time, hardware).
 cp "$RUNS/teacher6/best.pt" models/teacher.pt
-cp "$RUNS/student6-nokd/final.pt" models/student.pt
-cp "$RUNS/student6-kd02/final.pt" models/student-kd.pt
+cp "$RUNS/p60-kdrel1/final.pt" models/student.pt
+cp "$RUNS/p60-nokd/final.pt" models/student-nokd.pt
 
 # 4. Every number in models/*.json, models/README.md and the README's results section.
 sharpkd cards --out models/ --data "$VAL" --bench --bench-backends torch,onnx,onnx-int8 --quality-backends onnx-int8 --bench-repeats 15 --threads 2 --readme README.md

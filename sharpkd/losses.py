@@ -97,8 +97,9 @@ def relative_kd_loss(
     ``kd_psnr`` (PSNR to the teacher's output) weights each sample by ``1 / mse(pred, teacher)``, which explodes on
     samples where the teacher barely changes the input (codec frames: the student starts out within a few hundredths
     of a dB of it), so those samples can swamp the gradient and the large corrections the teacher makes elsewhere
-    (defocus) lose out; the kd_psnr=0.2 twin of the shipped student gains 1.75 dB less than it on gauss1.5 while
-    gaining more on every other preset. Dividing by the sample's own input error instead fixes each sample's
+    (defocus) lose out: in this project's 40000-step ablation a psnr=1,kd_psnr=0.2 student gained 1.75 dB less on
+    gauss1.5 than its psnr=1 twin while gaining more on every other preset, and a psnr=1,kd_rel=1 student keeps the
+    gauss1.5 gain (docs/reproduce.sh, step 2). Dividing by the sample's own input error instead fixes each sample's
     weight: ``1 / mse(lq, gt)``, the weight ``psnr`` gives it at the identity.
 
     Shape:

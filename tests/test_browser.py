@@ -51,8 +51,14 @@ def test_upload_on_compare_page_shows_outputs_and_metrics(server, photo, tmp_pat
         browser, page = _open_compare(p, url)
         try:
             page.on("requestfailed", lambda request: failed_requests.append(request.url))
+            # let the page's first run (the sample photo through every model) finish before switching to Upload:
+            # an upload sent while that run is still going can be dropped by the rerun that ends it
+            page.get_by_text("What each model changed").wait_for(timeout=RESULT_TIMEOUT_MS)
             page.get_by_text("Upload", exact=True).click()
-            page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(png))
+            uploader = page.locator('[data-testid="stFileUploader"] input[type="file"]')
+            uploader.wait_for(state="attached", timeout=60_000)
+            uploader.set_input_files(str(png))
+            page.get_by_text("photo.png").wait_for(timeout=60_000)
 
             page.get_by_text("degraded: vc x1").first.wait_for(timeout=RESULT_TIMEOUT_MS)
             page.get_by_text("PSNR", exact=False).first.wait_for(timeout=60_000)

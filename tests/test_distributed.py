@@ -111,17 +111,18 @@ def _worker(rank: int, tmp: Path, port_a: int, port_b: int) -> None:
 
 
 def _launch(fn, args: tuple, nprocs: int = 2, timeout: float = 120.0) -> None:
-    """Run ``fn(rank, *args)`` in ``nprocs`` forked processes; fail instead of hanging if a collective deadlocks.
+    """Run ``fn(rank, *args)`` in ``nprocs`` processes; fail instead of hanging if a collective deadlocks.
 
-    Fork, not spawn: the workers inherit the imported, warmed-up modules (a spawned worker spends seconds importing).
-    It is safe here because the parent never started an OpenMP pool (conftest sets one thread) nor used CUDA.
+    Forkserver, not fork: late in a full test run the pytest process holds threads (video pipelines, app tests,
+    ONNX Runtime), and a worker forked from it could inherit a lock held by one of them and hang (seen in a
+    full run here). The fork server is a clean single-threaded process, so its workers start fast and safely.
     """
     # gloo on the loopback device: otherwise it resolves this machine's hostname to pick an interface, and on a host
     # without working name resolution that lookup can stall the rendezvous past the timeout (seen here)
     saved = os.environ.get("GLOO_SOCKET_IFNAME")
     os.environ["GLOO_SOCKET_IFNAME"] = "lo"
     try:
-        ctx = mp.start_processes(fn, args, nprocs=nprocs, join=False, start_method="fork")
+        ctx = mp.start_processes(fn, args, nprocs=nprocs, join=False, start_method="forkserver")
     finally:
         if saved is None:
             del os.environ["GLOO_SOCKET_IFNAME"]
