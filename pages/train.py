@@ -193,7 +193,8 @@ def _decode_footage(file) -> sharpkd.app.finetune.FootageUpload | None:
             cache[file.file_id] = str(err)
     got = cache[file.file_id]
     if isinstance(got, str):
-        st.error(f"Could not use {file.name}: {got}")
+        reason = got.removeprefix(f"{file.name}: ")  # the library's message may already name the file
+        st.error(f"Could not use {file.name}: {reason}")
         return None
     for note in got.notes:
         st.caption(f"{file.name}: {note}.")
