@@ -72,7 +72,7 @@ def test_pack_errors(photos: Path, tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="no tile fits in 10 bytes"):
         pack_images(photos, tmp_path / "small", PackConfig(max_bytes=10, crop=48, min_side=32))
     with pytest.raises(DatasetError, match="at least 500 px"):
-        pack_images(photos, tmp_path / "big", PackConfig(max_bytes=10**6, min_side=500))
+        pack_images(photos, tmp_path / "big", PackConfig(max_bytes=10**6, crop=None, min_side=500))
     pack_images(photos, tmp_path / "once", PackConfig(max_bytes=10**6, crop=48, min_side=32))
     with pytest.raises(DatasetError, match="already holds images"):
         pack_images(photos, tmp_path / "once", PackConfig(max_bytes=10**6, crop=48, min_side=32))
@@ -154,3 +154,22 @@ def test_gpu_recipe_end_to_end_on_cpu(photos: Path, tmp_path: Path) -> None:
         x = torch.rand(1, 3, 32, 32)
         assert model(x).shape == x.shape
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def test_pack_refuses_colliding_names_small_crops_and_a_file_as_output(tmp_path: Path) -> None:
+    from sharpkd.errors import DatasetError
+    from sharpkd.training.pack import PackConfig, pack_images
+
+    src = tmp_path / "src"
+    src.mkdir()
+    img = (np.random.default_rng(0).random((300, 300, 3)) * 255).astype(np.uint8)
+    Image.fromarray(img).save(src / "a.png")
+    Image.fromarray(img).save(src / "a.jpg")
+    with pytest.raises(DatasetError, match="would pack to the same file names"):
+        pack_images(src, tmp_path / "out", PackConfig(max_bytes=10**7))
+    (src / "a.jpg").unlink()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(DatasetError, match="is a file"):
+        pack_images(src, tmp_path / "file", PackConfig(max_bytes=10**7))
+    with pytest.raises(ValueError, match="min_side"):
+        PackConfig(max_bytes=10**7, crop=128, min_side=256)

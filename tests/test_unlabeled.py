@@ -321,6 +321,8 @@ def test_cli_distill_unlabeled_fine_tunes_init_weights(footage_dir, teacher_file
         ("good", ("--cache-teacher", "8"), "drop --cache-teacher"),
         ("good", ("--losses", "l1=1,feat=0.1"), "drop 'feat'"),
         ("good", ("--holdout", "99"), "holdout must be in"),
+        ("good", ("--crops", "4", "--batch-size", "8"), "--crops (4) must be at least --batch-size (8)"),
+        ("good", ("--max-frames", "0"), "--max-frames must be >= 1"),
     ],
 )
 def test_cli_distill_unlabeled_errors_are_one_line(setup, extra, message, footage_dir, teacher_file, tmp_path, capsys):

@@ -226,6 +226,11 @@ def _check_unlabeled_args(args: argparse.Namespace) -> None:
         args.losses = UNLABELED_LOSSES
     if "feat" in parse_weights(args.losses):
         raise ValueError("--unlabeled trains on cached teacher outputs; drop 'feat' from --losses")
+    # checked here, before the teacher's pass over every frame, so that a typo does not cost that pass
+    if args.max_frames < 1:
+        raise ValueError(f"--max-frames must be >= 1, got {args.max_frames}")
+    if args.crops < args.batch_size:
+        raise ValueError(f"--crops ({args.crops}) must be at least --batch-size ({args.batch_size})")
     args.data, args.degradation = str(args.unlabeled), "none (soft footage, teacher-labelled)"
 
 

@@ -60,6 +60,7 @@ class PackConfig:
             ("max_bytes", self.max_bytes >= 1, ">= 1"),
             ("crop", self.crop is None or self.crop >= 8, ">= 8 or None"),
             ("min_side", self.min_side >= 1, ">= 1"),
+            ("crop", self.crop is None or self.crop >= self.min_side, f">= min_side ({self.min_side}) or None"),
             ("max_side", self.max_side is None or self.max_side >= 8, ">= 8 or None"),
             ("quality", 1 <= self.quality <= 100, "in [1, 100]"),
         )
@@ -107,6 +108,14 @@ def pack_images(
     if not paths:
         raise DatasetError(f"no images found under {src}")
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise DatasetError(f"{out} is a file; pack into a folder")
+    stems = {}
+    for path in paths:  # tiles are named after their source without its suffix: a.png and a.jpg would collide
+        key = path.relative_to(Path(src)).with_suffix("")
+        if key in stems:
+            raise DatasetError(f"{stems[key]} and {path} would pack to the same file names; rename one of them")
+        stems[key] = path
     if out.is_dir() and find_images(out):
         raise DatasetError(f"{out} already holds images; pack into a new folder (or delete it first)")
     tiles, skipped = [], 0  # tiles[i]: [(relative file name, encoded bytes)] of source i, in the order taken
