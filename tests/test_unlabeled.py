@@ -426,6 +426,30 @@ def test_footage_job_labelling_failure_is_a_message(tmp_path):
     assert job.error == "RuntimeError: teacher on strike" and job.checkpoint_path is None and job.footage is None
 
 
+def test_footage_job_cancelled_while_labelling_keeps_no_student(teacher, tmp_path):
+    import threading
+
+    labelling, release = threading.Event(), threading.Event()
+
+    class Slow(nn.Module):  # the teacher, held on its first frame until the test has pressed Cancel
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x):
+            labelling.set()
+            release.wait(WAIT_S)
+            return self.inner(x)
+
+    footage = collect_frames([(f"f{i}.png", [wave_frame(40, 48, seed=i)]) for i in range(3)])
+    job = FootageJob(_tiny_footage_cfg(), Slow(teacher), footage, checkpoint_dir=tmp_path, crops=8).start()
+    assert labelling.wait(WAIT_S)
+    job.cancel()
+    release.set()
+    assert job.wait(WAIT_S) and job.status == "cancelled", job.error
+    assert job.checkpoint_path is None and job.snapshot().val == []  # no training step, no 1-step student
+
+
 # -- the Train page's footage mode -------------------------------------------------------------------------------------
 
 

@@ -35,7 +35,7 @@ import numpy as np
 import torch.nn as nn
 
 from sharpkd.app.clip import ClipLimits, check_clip
-from sharpkd.app.jobs import JobConfig, TrainingJob
+from sharpkd.app.jobs import JobCancelled, JobConfig, TrainingJob
 from sharpkd.errors import FootageError, NoUsableFramesError, SharpkdError, UnreadableFootageError
 from sharpkd.images import IMAGE_SUFFIXES, is_image_path, load_image
 from sharpkd.losses import parse_weights
@@ -189,6 +189,8 @@ class FootageJob(TrainingJob):
 
     def _prepare(self) -> None:
         def progress(done: int, total: int) -> None:
+            if self._cancel.is_set():  # Cancel pressed while the teacher labels: stop after this frame
+                raise JobCancelled
             with self._lock:
                 self._labelled = (done, total)
 

@@ -334,6 +334,8 @@ class TrainingJob:
         cfg, train_cfg = self.cfg, self.train_cfg
         try:
             self._prepare()
+            if self._cancel.is_set():
+                raise JobCancelled
             # fit() validates only after training steps; score the untrained student so the curve has a start.
             self.student.eval()
             self._record_validation(0, evaluate_tensor_fn(self.student, self.val))
@@ -346,6 +348,8 @@ class TrainingJob:
             status, error = ("cancelled" if result.stopped == "cancelled" else "done"), None
         # The thread is the boundary between training and the UI: any failure (bad data, out of memory, a bug) must
         # become a message on the page, not a dead thread and a job stuck at "running".
+        except JobCancelled:  # cancelled before the first training step: no student to keep
+            status, error = "cancelled", None
         except Exception as err:  # noqa: BLE001
             log.exception("training job %s failed", self.name)
             status, error = "failed", f"{type(err).__name__}: {err}"
@@ -355,6 +359,10 @@ class TrainingJob:
         self.data = self.val = self.teacher = None
         with self._lock:
             self._status, self._error, self._t1 = status, error, time.time()
+
+
+class JobCancelled(Exception):
+    """Raised inside a job's thread by a preparation step (e.g. the teacher labelling footage) that saw Cancel."""
 
 
 class JobRegistry:
