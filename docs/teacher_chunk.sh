@@ -12,6 +12,8 @@ if [ -f "$KEEP/last.pt" ] && [ ! -f "$RUN/last.pt" ]; then cp "$KEEP"/{last.pt,b
 # The flags below are those of the run's first chunk; keep them (the cosine schedule spans all 150000 steps).
 sharpkd train-teacher --model nafnet --data ../shared/datasets/train --val ../shared/datasets/val --out "$RUN" \
   --steps 150000 --batch-size 8 --patch-size 128 --lr 5e-4 --warmup 200 --val-every 1000 --losses psnr=1 \
-  --ema 0.999 --seed 2 --max-minutes "$MINUTES"
+  --ema 0.999 --seed 2 --max-minutes "$MINUTES" || rc=$?
+# Ctrl-C or SIGTERM stops the run after the current step with last.pt written (exit 130): keep that chunk too.
+if [ "${rc:-0}" -ne 0 ] && [ "${rc:-0}" -ne 130 ]; then exit "$rc"; fi
 cp "$RUN"/{last.pt,best.pt,metrics.jsonl} "$KEEP"/
 echo "copied $RUN -> $KEEP; commit $KEEP to keep this chunk"

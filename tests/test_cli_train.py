@@ -41,3 +41,12 @@ def test_train_teacher_with_ema(tmp_path: Path, photo: np.ndarray) -> None:
     assert all(torch.equal(final.state_dict()[k], v) for k, v in last["ema"].items())  # final.pt holds the EMA
     assert any(not torch.equal(last["model"][k], v) for k, v in last["ema"].items())
     assert main([*argv[:-4], "--ema", "1.5", "--out", str(tmp_path / "bad")]) == 2  # rejected, not clamped
+
+
+@pytest.mark.parametrize(("command", "kind"), [("train-teacher", "teacher"), ("distill", "student")])
+def test_model_help_names_every_registered_preset(command: str, kind: str) -> None:
+    from sharpkd.models import list_models
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command" or getattr(a, "choices", None))
+    action = next(a for a in sub.choices[command]._actions if a.dest == "model")
+    assert all(name in action.help for name in list_models(kind)), action.help

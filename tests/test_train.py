@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -131,6 +133,34 @@ def test_callback_cancels(data: SyntheticPairs) -> None:
     rec = Recorder(cancel_at=2)
     result = fit(_cfg(steps=50), None, _student(), data, callbacks=[rec])
     assert result.stopped == "cancelled" and result.steps == 2 and len(rec.steps) == 2
+
+
+class Signaller(Callback):
+    """Sends this process ``sig`` during step ``at``, as Ctrl-C or a job manager's SIGTERM would."""
+
+    def __init__(self, sig: int, at: int) -> None:
+        self.sig, self.at = sig, at
+
+    def on_step(self, step: int, logs: dict[str, float]) -> None:
+        if step == self.at:
+            os.kill(os.getpid(), self.sig)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_signal_ends_training_after_the_step_with_last_pt_written(
+    tmp_path: Path, data: SyntheticPairs, val: EvalImages, sig: int
+) -> None:
+    before = signal.getsignal(sig)
+    cfg = _cfg(steps=50, val_every=1000, out_dir=str(tmp_path))
+    result = fit(cfg, None, _student(), data, val=val, callbacks=[Signaller(sig, at=3)])
+    assert result.stopped == "interrupted" and result.steps == 3
+    assert [r["step"] for r in result.history] == [3]  # validated at the step it stopped, not 1000 steps later
+    _, meta = load_checkpoint(tmp_path / "last.pt")
+    assert meta["step"] == 3
+    assert signal.getsignal(sig) == before  # the handler is gone once fit returns
+    rec = Recorder()
+    assert fit(_cfg(steps=5, out_dir=str(tmp_path)), None, _student(seed=9), data, callbacks=[rec]).steps == 5
+    assert [s["step"] for s in rec.steps] == [4, 5]  # the next run resumes where the signal stopped this one
 
 
 def test_validation_history_and_best(tmp_path: Path, data: SyntheticPairs, val: EvalImages) -> None:

@@ -168,6 +168,9 @@ def _train(args: argparse.Namespace, teacher) -> int:
         meta["val"] = {k: v for k, v in result.history[-1].items()}
     save_checkpoint(final, model, meta=meta)
     print(f"{result.stopped} after {result.steps} steps; best val PSNR {result.best_psnr:.2f} dB; wrote {final}")
+    if result.stopped == "interrupted":
+        print(f"{args.out}/last.pt holds step {result.steps}: the same command resumes from it", file=sys.stderr)
+        return 130
     return 0
 
 
@@ -336,7 +339,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("distill", help="distill a student from a trained teacher")
     p.add_argument("--teacher", default="teacher", help="shipped model name or checkpoint path")
-    p.add_argument("--model", default="rt", help="student preset (rt, conv4, resattn, sepunet)")
+    p.add_argument("--model", default="rt", help="student preset (rt, rtrep, conv4, resattn, sepunet)")
     _add_train_args(p, DISTILL_LOSSES)
     p.add_argument(
         "--cache-teacher",

@@ -47,7 +47,7 @@ class Callback:
 
     def on_step_end(self, step: int, stopped: str | None) -> None:
         """Last hook of each step; ``stopped`` is why training ends after it ("done", "early_stop", "time_budget",
-        "cancelled"), or ``None`` when it goes on."""
+        "cancelled", "interrupted"), or ``None`` when it goes on."""
         return None
 
 

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import logging
 import math
+import signal
+import threading
 import time
 from collections.abc import Mapping, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -115,7 +117,7 @@ class FitResult:
     steps: int
     best_psnr: float
     history: list[dict[str, Any]]
-    stopped: str  # "done", "early_stop", "time_budget", "cancelled"
+    stopped: str  # "done", "early_stop", "time_budget", "cancelled", "interrupted" (SIGINT or SIGTERM)
     wall_seconds: float
     rank: int = 0  # this process's rank (0 when not distributed): only rank 0 should write files after fit()
     world_size: int = 1  # number of training processes
@@ -189,6 +191,37 @@ def fit(
         trainer.keep_best()
         state = trainer.state
         return FitResult(state.step, state.best_psnr, state.history, stopped, trainer.seconds, world.rank, world.size)
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextmanager
+def _stop_on_signal():
+    """While training, SIGINT (Ctrl-C) and SIGTERM (a session or job manager stopping the process) set a flag instead
+    of killing the process mid-step: the loop then finishes the step, validates, writes ``last.pt`` and returns
+    ``"interrupted"``, so no more than one step of work is lost. Yields a zero-argument callable telling whether a
+    signal came. Outside the main thread (the app's training thread) signals cannot be caught and nothing changes."""
+    got: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+    previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+
+    def handler(signum, frame):  # noqa: ARG001 (the signal module's signature)
+        if got:  # a second signal: the user insists, stop at once the way the previous handler would
+            signal.signal(signum, previous[signum])
+            signal.raise_signal(signum)
+        got.append(signum)
+        log.warning("got %s: stopping after this step and writing last.pt", signal.Signals(signum).name)
+
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, handler)
+    try:
+        yield lambda: bool(got)
+    finally:
+        for sig, prev in previous.items():
+            signal.signal(sig, prev)
 
 
 def _stop_reason(**reasons: bool) -> str | None:
@@ -309,7 +342,15 @@ class _Trainer:
         cfg, state, world, device = self.cfg, self.state, self.world, self.world.device
         loader = dict(num_workers=cfg.num_workers, pin_memory=device.type == "cuda")
         batches = rank_batches(self.data, cfg.batch_size, cfg.seed, world.rank, world.size, state.step, **loader)
-        t0, stopped = time.time(), None
+        with _stop_on_signal() as signalled:
+            stopped = self._loop(batches, signalled)
+        self.seconds = time.time() - self.t0
+        return stopped or "done"
+
+    def _loop(self, batches, signalled) -> str | None:
+        cfg, state, world, device = self.cfg, self.state, self.world, self.world.device
+        self.t0 = t0 = time.time()
+        stopped = None
         while stopped is None and state.step < cfg.steps:
             lr = lr_at(state.step, cfg) * state.lr_scale
             for group in self.opt.param_groups:
@@ -341,16 +382,17 @@ class _Trainer:
             cancel = any(bool(cb.on_step(state.step, logs)) for cb in self.callbacks)
             out_of_time = cfg.max_minutes > 0 and logs["elapsed"] > cfg.max_minutes * 60
             # Rank 0's callbacks and clock decide for everyone, so all ranks leave the loop after the same step.
-            cancel, out_of_time = world.flags_from_rank0([cancel, out_of_time])
+            cancel, out_of_time, interrupted = world.flags_from_rank0([cancel, out_of_time, signalled()])
             last = state.step == cfg.steps
             early = False
-            if cfg.val_every and (state.step % cfg.val_every == 0 or last or cancel or out_of_time):
+            if cfg.val_every and (state.step % cfg.val_every == 0 or last or cancel or out_of_time or interrupted):
                 early = self.validate(logs)
-            stopped = _stop_reason(cancelled=cancel, time_budget=out_of_time, early_stop=early, done=last)
+            stopped = _stop_reason(
+                interrupted=interrupted, cancelled=cancel, time_budget=out_of_time, early_stop=early, done=last
+            )
             for cb in self.callbacks:
                 cb.on_step_end(state.step, stopped)
-        self.seconds = time.time() - t0
-        return stopped or "done"
+        return stopped
 
     def validate(self, logs: dict[str, float]) -> bool:
         """Rank 0 evaluates the kept weights and broadcasts the metrics; every rank records them and runs the
