@@ -55,6 +55,18 @@ sharpkd distill $COMMON $POOL --model rtrep --out "$RUNS/p60-nokd" --steps 60000
 #     of 80000 steps: the hinge made the student timid everywhere (256 px val gauss1.5 +0.45 / +0.92 against +2.56
 #     for the previous student) and on full-size val the twin still took coastguard/motion9 down 0.87 dB: a hinge on
 #     training crops does not reach the val image it was meant to protect.
+#   - Depth (2026-12-02, AMD EPYC machine): the same rtrep layout with 4 body convs instead of 2 (6 convs, 864 MAC/px,
+#     51K parameters) against its 2-body twin, both psnr=1, 24000 steps on one 12000-crop pool of the shipped teacher:
+#       C="--teacher models/teacher.pt --model rtrep --data $DATA --val $VAL --degradation presets --patch-size 96
+#          --cache-teacher 12000 --cache-file runs/pool12.pt --steps 24000 --batch-size 16 --lr 2e-3 --warmup 1000
+#          --val-every 6000 --seed 0 --losses psnr=1"
+#       sharpkd distill $C --out runs/d2;  sharpkd distill $C --set num_blocks=4 --out runs/d4
+#     2 body convs: synthetic +0.65, mean +0.48, worst -0.87 (gauss1.5 +1.15); 4 body convs: synthetic +1.08, mean
+#     +0.76, worst -0.41 (coastguard/motion9), per preset downup2 +0.97, gauss1.5 +2.96 (above the best classical
+#     +2.68), motion9 -0.08, vc +0.44, h264 +0.20, vp8 +0.07. Its 256 px val curve (6000/12000/18000/24000 steps:
+#     25.65/25.76/26.06/26.13 dB) had not flattened. 1080p onnx, 2 threads, on that machine: 67.7 ms against the
+#     shipped student's 58.5 (x unsharp 7.1 vs 7.3, timed interleaved; the Xeon of the cards is about 2.6x faster).
+#     Not shipped yet: it needs the full recipe (36000-crop pool, 60000 steps) and its kd_rel twin.
 
 # 2b. Earlier students, kept as baselines (recipe of the previous release: teacher = the 7000-step NAFNet, pool of
 #     12000 crops of the four synthetic presets, Charbonnier + L1 to the teacher):
