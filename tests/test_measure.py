@@ -81,3 +81,11 @@ def test_conv_macs_counts_a_rep_student_as_its_merged_convs():
     from sharpkd.reporting.measure import conv_macs
 
     assert conv_macs(build_model("rtrep"), 64, 64) == conv_macs(build_model("rt"), 64, 64) == 576 * 64 * 64
+
+
+def test_rtrep4_costs_two_more_body_convs_than_rtrep():
+    from sharpkd.models import build_model
+    from sharpkd.reporting.measure import conv_macs
+
+    # each body conv is 16 -> 16 channels, 3x3, at 1/16 of the pixels: 144 MAC per output pixel
+    assert conv_macs(build_model("rtrep4"), 64, 64) == (576 + 2 * 144) * 64 * 64

@@ -30,6 +30,7 @@ SMALL = {
     "sepunet": dict(width=4),
     "rt": dict(width=8),
     "rtrep": dict(width=8),
+    "rtrep4": dict(width=8),
 }
 
 
@@ -47,7 +48,7 @@ def _small(name: str) -> nn.Module:
 def test_registry_lists_every_preset_by_kind() -> None:
     assert set(list_models()) == set(SMALL)
     assert list_models("teacher") == ["nafnet", "rescnn", "unet"]
-    assert list_models("student") == ["conv4", "resattn", "rt", "rtrep", "sepunet"]
+    assert list_models("student") == ["conv4", "resattn", "rt", "rtrep", "rtrep4", "sepunet"]
 
 
 @pytest.mark.parametrize("shape", [(2, 3, 17, 23), (1, 3, 8, 8), (1, 3, 5, 3)])

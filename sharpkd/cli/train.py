@@ -280,7 +280,7 @@ def _add_unlabeled_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group(
         "unlabeled footage",
         "distill on frames that are soft already and have no sharp originals (your own calls): the teacher's output "
-        "on each whole frame is the target. Usually fine-tunes: --init student --model rtrep (the shipped student "
+        "on each whole frame is the target. Usually fine-tunes: --init student --model rtrep4 (the shipped student "
         "and its preset) with a small --lr (e.g. 1e-4)",
     )
     g.add_argument(
@@ -330,16 +330,17 @@ def cmd_distill(args: argparse.Namespace) -> int:
 # -- parser ------------------------------------------------------------------------------------------------------------
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Add the ``train-teacher`` and ``distill`` subcommands to ``sub``."""
+    from sharpkd.models import list_models
     from sharpkd.training.loop import TrainConfig
 
     p = sub.add_parser("train-teacher", help="train a teacher on sharp images degraded on the fly")
-    p.add_argument("--model", default="nafnet", help="teacher preset (nafnet, unet, rescnn)")
+    p.add_argument("--model", default="nafnet", help=f"teacher preset ({', '.join(list_models('teacher'))})")
     _add_train_args(p, TrainConfig.losses)
     p.set_defaults(func=cmd_train_teacher)
 
     p = sub.add_parser("distill", help="distill a student from a trained teacher")
     p.add_argument("--teacher", default="teacher", help="shipped model name or checkpoint path")
-    p.add_argument("--model", default="rt", help="student preset (rt, rtrep, conv4, resattn, sepunet)")
+    p.add_argument("--model", default="rt", help=f"student preset ({', '.join(list_models('student'))})")
     _add_train_args(p, DISTILL_LOSSES)
     p.add_argument(
         "--cache-teacher",

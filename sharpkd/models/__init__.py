@@ -92,6 +92,14 @@ def rtrep(**kw) -> Student:
     return _student(dict(block="conv", width=16, num_blocks=2, unshuffle=4, luma=True, act="leakyrelu", rep=True), kw)
 
 
+@register("student")
+def rtrep4(**kw) -> Student:
+    """:func:`rtrep` with four body convs instead of two (six 3x3 convs of 16 channels at 1/4 resolution, 864
+    MAC/pixel): the depth experiment of docs/reproduce.sh (2a) gained more on every synthetic preset at ~15% more
+    1080p latency."""
+    return rtrep(**{"num_blocks": 4, **kw})
+
+
 def list_models(kind: str | None = None) -> list[str]:
     """Registered preset names, optionally only ``"teacher"`` or ``"student"`` ones."""
     return sorted(n for n in _REGISTRY if kind is None or _KINDS[n] == kind)
