@@ -23,22 +23,24 @@ sharpkd train-teacher --model nafnet --data "$DATA" --val "$VAL" --out "$RUNS/te
 #     then the six presets with codecs, PSNR loss, 128 px crops and EMA weights (the chunked run):
 #   sharpkd train-teacher --model nafnet --init runs/teacher-long/last.pt --data "$DATA" --val "$VAL" --out runs/teacher6 \
 #     --steps 150000 --batch-size 8 --patch-size 128 --lr 5e-4 --warmup 200 --val-every 1000 --losses psnr=1 --ema 0.999 --seed 2
-#   (the shipped teacher is runs/teacher6/best.pt, the EMA weights with the best validation PSNR; see its card.
-#   The students below are distilled from the shipped models/teacher.pt, i.e. that best.pt as copied in step 3.)
+#   (that run continues in chunks in models/training/teacher/; the shipped teacher is its best.pt at step 12141, the
+#   EMA weights with the best validation PSNR; see its card. The students of step 2 are distilled from the shipped
+#   models/teacher.pt, i.e. that best.pt as copied in step 3.)
 # 1c. GPU teacher (NAFNet width 32, bf16, channels_last, 256 px x 32, ~8 min on one GPU; not shipped): here
 #     docs/gpu_teacher.sh --prepare (packs gpu_data/), there docs/gpu_teacher.sh OUTDIR 8. See docs/gpu.md.
 
 # 2. Students, on one fixed pool of 36000 degraded crops of the six presets (codec crops degraded inside 384 px of
-#    context) with the shipped teacher's output on each (~21 min to build on one core; ~6.6 GB in memory per run).
-#    The default student is rtrep: the rt layout (576 MAC/px) trained as re-parameterizable convs, 60000 steps,
-#    ~18 min per run on one core (two runs side by side on the two cores).
+#    context) with the shipped teacher's output on each (~16 min to build with 2 threads; ~6.6 GB in memory per run).
+#    The default student is rtrep4: the rt layout (luma at 1/4 resolution, 16 channels) with four body convs instead
+#    of two (six 3x3 convs, 864 MAC/px), each trained as a re-parameterizable conv and merged at export, 100000
+#    steps, two runs side by side on the two cores.
 #    Loss: per-image PSNR to ground truth plus kd_rel (MSE to the teacher's output over the input's MSE to ground
 #    truth, see sharpkd/losses.py). Its no-KD twin (same pool, steps, batch, learning rate; psnr=1 alone) ships as
 #    student-nokd.
 POOL="--cache-teacher 36000 --cache-file $RUNS/pool36.pt --degradation presets --patch-size 96"
 COMMON="--teacher models/teacher.pt --data $DATA --val $VAL --warmup 1000 --val-every 10000 --seed 0"
-sharpkd distill $COMMON $POOL --model rtrep --out "$RUNS/p60-kdrel1" --steps 60000 --batch-size 16 --lr 2e-3 --losses psnr=1,kd_rel=1
-sharpkd distill $COMMON $POOL --model rtrep --out "$RUNS/p60-nokd" --steps 60000 --batch-size 16 --lr 2e-3 --losses psnr=1
+sharpkd distill $COMMON $POOL --model rtrep4 --out "$RUNS/r4-kdrel1" --steps 100000 --batch-size 16 --lr 2e-3 --losses psnr=1,kd_rel=1
+sharpkd distill $COMMON $POOL --model rtrep4 --out "$RUNS/r4-nokd" --steps 100000 --batch-size 16 --lr 2e-3 --losses psnr=1
 
 # 2a. Tried and not shipped. Numbers are `sharpkd evaluate --models runs/X/final.pt --data $VAL` (full-size val, the
 #     cards' protocol) unless marked 256 px (the training runs' own validation).
@@ -66,16 +68,18 @@ sharpkd distill $COMMON $POOL --model rtrep --out "$RUNS/p60-nokd" --steps 60000
 #     +2.68), motion9 -0.08, vc +0.44, h264 +0.20, vp8 +0.07. Its 256 px val curve (6000/12000/18000/24000 steps:
 #     25.65/25.76/26.06/26.13 dB) had not flattened. 1080p onnx, 2 threads, on that machine: 67.7 ms against the
 #     shipped student's 58.5 (x unsharp 7.1 vs 7.3, timed interleaved; the Xeon of the cards is about 2.6x faster).
-#     Not shipped yet: it needs the full recipe (36000-crop pool, 60000 steps) and its kd_rel twin.
+#     It became the default student (rtrep4, step 2) with the full recipe and its kd_rel twin.
 
-# 2b. Earlier students, kept as baselines (recipe of the previous release: teacher = the 7000-step NAFNet, pool of
-#     12000 crops of the four synthetic presets, Charbonnier + L1 to the teacher):
+# 2b. Earlier students, kept as baselines. rtrep (the previous default student: two body convs, 576 MAC/px) came from
+#     the step-2 commands with --model rtrep and --steps 60000 on a pool of the step-4000 teacher (the teacher
+#     shipped before this one); it ships as models/rtrep.pt. Older ones (recipe of the previous release: teacher =
+#     the 7000-step NAFNet, pool of 12000 crops of the four synthetic presets, Charbonnier + L1 to the teacher):
 #   rt (the previous default student, 20000 steps), conv4 (3000), sepunet (2000), resattn (1500).
 
 # 3. Ship: final.pt holds the best-validation weights plus provenance (command, steps, wall time, hardware).
-cp "$RUNS/teacher6/best.pt" models/teacher.pt
-cp "$RUNS/p60-kdrel1/final.pt" models/student.pt
-cp "$RUNS/p60-nokd/final.pt" models/student-nokd.pt
+cp models/training/teacher/best.pt models/teacher.pt
+cp "$RUNS/r4-kdrel1/final.pt" models/student.pt
+cp "$RUNS/r4-nokd/final.pt" models/student-nokd.pt
 
 # 4. Every number in models/*.json, models/README.md and the README's results section.
 sharpkd cards --out models/ --data "$VAL" --bench --bench-backends torch,onnx,onnx-int8 --quality-backends onnx-int8 --bench-repeats 15 --threads 2 --readme README.md
