@@ -95,8 +95,8 @@ def rtrep(**kw) -> Student:
 @register("student")
 def rtrep4(**kw) -> Student:
     """:func:`rtrep` with four body convs instead of two (six 3x3 convs of 16 channels at 1/4 resolution, 864
-    MAC/pixel): the depth experiment of docs/reproduce.sh (2a) gained more on every synthetic preset at ~15% more
-    1080p latency."""
+    MAC/pixel), the default student since the depth experiment of docs/reproduce.sh (2a): more gain on downup2,
+    gauss1.5 and vc (not on motion9) at about 1.2x the 1080p latency."""
     return rtrep(**{"num_blocks": 4, **kw})
 
 
