@@ -30,7 +30,7 @@ sharpkd train-teacher --model nafnet --data "$DATA" --val "$VAL" --out "$RUNS/te
 #     docs/gpu_teacher.sh --prepare (packs gpu_data/), there docs/gpu_teacher.sh OUTDIR 8. See docs/gpu.md.
 
 # 2. Students, on one fixed pool of 36000 degraded crops of the six presets (codec crops degraded inside 384 px of
-#    context) with the shipped teacher's output on each (~16 min to build with 2 threads; ~6.6 GB in memory per run).
+#    context) with the shipped teacher's output on each (~17 min to build with 2 threads on the Xeon; ~6.6 GB in memory per run).
 #    The default student is rtrep4: the rt layout (luma at 1/4 resolution, 16 channels) with four body convs instead
 #    of two (six 3x3 convs, 864 MAC/px), each trained as a re-parameterizable conv and merged at export, 100000
 #    steps, two runs side by side on the two cores.
