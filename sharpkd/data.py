@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from sharpkd.degrade import context_margin, degrade, list_degradations
+from sharpkd.degrade import check_degradation, context_margin, degrade
 from sharpkd.errors import DatasetError, SharpkdError
 from sharpkd.images import IMAGE_SUFFIXES, is_image_path, read_image
 
@@ -141,8 +141,7 @@ class SyntheticPairs(Dataset):
         seed: int = 0,
         names: Sequence[str] | None = None,
     ) -> None:
-        if degradation not in list_degradations():
-            raise ValueError(f"unknown degradation {degradation!r}; known: {', '.join(list_degradations())}")
+        check_degradation(degradation)
         if patch_size < 8:
             raise ValueError(f"patch_size must be >= 8, got {patch_size}")
         if names is not None and len(names) != len(images):

@@ -307,3 +307,53 @@ def test_context_margin_is_wide_only_where_a_codec_may_be_drawn() -> None:
     assert context_margin("h264") >= 128  # a 96 px crop codes inside a frame of about 384 px
     with pytest.raises(ValueError, match="unknown degradation"):
         context_margin("nope")
+
+
+def test_weighted_pool_draws_in_proportion_and_only_named_weights_change() -> None:
+    from sharpkd.degrade import _weighted_pick, preset_weights
+
+    weights = preset_weights("presets:motion9=3,vp8=0")
+    assert weights == {"downup2": 1.0, "gauss1.5": 1.0, "motion9": 3.0, "vc": 1.0, "h264": 1.0, "vp8": 0.0}
+    g = _gen(0)
+    counts = {p: 0 for p in PRESETS}
+    for _ in range(4000):
+        counts[_weighted_pick(weights, g)] += 1
+    assert counts["vp8"] == 0
+    assert abs(counts["motion9"] / 4000 - 3 / 7) < 0.03  # 3 of 7 weight units
+    assert all(abs(counts[p] / 4000 - 1 / 7) < 0.03 for p in ("downup2", "gauss1.5", "vc", "h264"))
+    assert preset_weights("presets") is None and preset_weights("motion9") is None
+
+
+def test_weighted_pool_of_one_preset_is_that_preset(sharp: torch.Tensor) -> None:
+    only_gauss = "presets:" + ",".join(f"{p}={int(p == 'gauss1.5')}" for p in PRESETS)
+    assert torch.equal(degrade(sharp, only_gauss, _gen(1)), degrade(sharp, "gauss1.5", _gen(2)))  # gauss1.5 is seedless
+
+
+@pytest.mark.parametrize(
+    ("name", "match"),
+    [
+        ("presets:nope=1", "bad weighted pool"),
+        ("presets:motion9", "bad weighted pool"),
+        ("presets:motion9=1,motion9=2", "bad weighted pool"),
+        ("presets:motion9=-1", "bad weight"),
+        ("presets:motion9=nan", "bad weight"),
+        ("presets:" + ",".join(f"{p}=0" for p in PRESETS), "weight 0"),
+    ],
+)
+def test_bad_weighted_pool_says_what_is_wrong(sharp: torch.Tensor, name: str, match: str) -> None:
+    from sharpkd.data import SyntheticPairs
+    from sharpkd.degrade import check_degradation
+
+    with pytest.raises(ValueError, match=match):
+        degrade(sharp, name)
+    with pytest.raises(ValueError, match=match):
+        check_degradation(name)
+    with pytest.raises(ValueError, match=match):
+        SyntheticPairs([np.zeros((32, 32, 3), np.uint8)], 16, degradation=name)
+
+
+def test_weighted_pool_context_margin_follows_the_presets_it_draws() -> None:
+    from sharpkd.degrade import context_margin
+
+    assert context_margin("presets:motion9=3") == context_margin("presets")
+    assert context_margin("presets:h264=0,vp8=0") == context_margin("mix")

@@ -49,7 +49,12 @@ def _add_train_args(p: argparse.ArgumentParser, default_losses: str) -> None:
     p.add_argument("--paired", action="store_true", help="--data is a GoPro-style blur/sharp folder")
     p.add_argument("--val", default=None, help="folder of sharp validation images (default: built-in samples)")
     p.add_argument("--val-max-side", type=int, default=256, help="downscale validation images to this side")
-    p.add_argument("--degradation", default="mix+presets", help="training degradation: mix, presets, mix+presets")
+    p.add_argument(
+        "--degradation",
+        default="mix+presets",
+        help="training degradation: mix, presets, mix+presets, or a weighted pool presets:motion9=3,... "
+        "(presets not named weigh 1)",
+    )
     p.add_argument("--out", required=True, help="output folder (last.pt, best.pt, metrics.jsonl)")
     p.add_argument("--steps", type=int, default=d.steps)
     p.add_argument("--batch-size", type=int, default=d.batch_size)

@@ -23,7 +23,9 @@ the bitrate divided by ``strength``. :mod:`sharpkd.degrade.codec` documents the 
 
 Training uses :func:`random_mix` ("mix"): downscale 1.5-4x (p=0.5), Gaussian sigma 0.5-3 (p=0.5), motion length
 3-15 (p=0.3), Gaussian noise sigma up to 0.02 (p=0.3), JPEG quality 30-95 (p=0.5), at least one applied. The mixes
-"presets" and "mix+presets" draw from all of :data:`PRESETS`.
+"presets" and "mix+presets" draw from all of :data:`PRESETS`. A weighted pool, ``"presets:motion9=3,gauss1.5=0.5"``,
+draws each preset with probability proportional to its weight (1 for a preset not named, 0 leaves it out): see
+:func:`preset_weights`.
 """
 
 from __future__ import annotations
@@ -241,6 +243,59 @@ _PRESET_FNS: dict[str, Callable[[torch.Tensor, torch.Generator, float], torch.Te
 _MIX_POOLS: dict[str, tuple[str, ...]] = {"presets": PRESETS, "mix+presets": PRESETS}  # drawn from, one per image
 
 
+WEIGHTED_PREFIX = "presets:"
+
+
+def preset_weights(name: str) -> dict[str, float] | None:
+    """The draw weights of a weighted preset pool ``"presets:NAME=W,..."``; ``None`` when ``name`` is not one.
+
+    Every preset of :data:`PRESETS` not named weighs 1, so ``"presets:motion9=2"`` draws motion9 twice as often as
+    each of the other five (2/7 of the crops).
+
+    Raises:
+        ValueError: an unknown preset, a weight that is not a finite number >= 0, a preset named twice, or all
+            weights 0.
+    """
+    if not name.startswith(WEIGHTED_PREFIX):
+        return None
+    weights = dict.fromkeys(PRESETS, 1.0)
+    seen: set[str] = set()
+    for item in name[len(WEIGHTED_PREFIX) :].split(","):
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or key not in weights or key in seen:
+            known = ", ".join(PRESETS)
+            raise ValueError(f"bad weighted pool {name!r}: want presets:NAME=W,... with NAME one of {known}")
+        try:
+            w = float(value)
+        except ValueError:
+            w = float("nan")
+        if not (math.isfinite(w) and w >= 0):
+            raise ValueError(f"bad weight {value!r} for {key} in {name!r}: want a finite number >= 0")
+        weights[key] = w
+        seen.add(key)
+    if sum(weights.values()) <= 0:
+        raise ValueError(f"weighted pool {name!r} gives every preset weight 0")
+    return weights
+
+
+def check_degradation(name: str) -> None:
+    """Raise ``ValueError`` unless :func:`degrade` accepts ``name``: a listed one (:func:`list_degradations`) or a
+    valid weighted pool (its own message says what is wrong with it)."""
+    if name not in list_degradations() and preset_weights(name) is None:
+        raise ValueError(f"unknown degradation {name!r}; known: {', '.join(list_degradations())}, presets:NAME=W,...")
+
+
+def _weighted_pick(weights: dict[str, float], g: torch.Generator) -> str:
+    drawn = [(preset, w) for preset, w in weights.items() if w > 0]
+    u, acc = _uniform(g, 0.0, sum(w for _, w in drawn)), 0.0
+    for preset, w in drawn:
+        acc += w
+        if u < acc:
+            return preset
+    return drawn[-1][0]  # u at the top edge (float rounding)
+
+
 def random_mix(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """The default training degradation: a random chain of resize, blur, motion, noise and JPEG per image.
 
@@ -276,8 +331,9 @@ def degrade(
     Args:
         x: sharp images.
         name: ``"downup2"``, ``"gauss1.5"``, ``"motion9"``, ``"vc"``, ``"h264"``, ``"vp8"``, ``"mix"``
-            (:func:`random_mix`), ``"presets"`` (one of the six :data:`PRESETS` drawn per image) or
-            ``"mix+presets"`` (half the images each way).
+            (:func:`random_mix`), ``"presets"`` (one of the six :data:`PRESETS` drawn per image),
+            ``"mix+presets"`` (half the images each way) or a weighted pool ``"presets:motion9=3,..."``
+            (:func:`preset_weights`).
         generator: source of randomness (motion angle, camera pan, mix parameters); ``None`` means a generator
             seeded with 0.
         strength: scales a preset's parameters (see the module docstring); ignored by the mixes.
@@ -316,6 +372,9 @@ def degrade(
                 preset = pool[int(torch.randint(len(pool), (), generator=g))]
                 out.append(_PRESET_FNS[preset](img[None], g, 1.0))
         return torch.cat(out)
+    weights = preset_weights(name)
+    if weights is not None:
+        return torch.cat([_PRESET_FNS[_weighted_pick(weights, g)](img[None], g, 1.0) for img in x])
     raise ValueError(f"unknown degradation {name!r}; known: {', '.join(list_degradations())}")
 
 
@@ -333,9 +392,13 @@ def context_margin(name: str) -> int:
     Raises:
         ValueError: unknown ``name``.
     """
-    if name not in list_degradations():
+    weights = preset_weights(name)
+    if weights is not None:
+        drawn: tuple[str, ...] = tuple(k for k, w in weights.items() if w > 0)
+    elif name in list_degradations():
+        drawn = _MIX_POOLS.get(name, (name,))
+    else:
         raise ValueError(f"unknown degradation {name!r}; known: {', '.join(list_degradations())}")
-    drawn = _MIX_POOLS.get(name, (name,))
     return _CODEC_MARGIN if set(drawn) & set(CODEC_PRESETS) else _LOCAL_MARGIN
 
 
