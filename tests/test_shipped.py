@@ -64,16 +64,10 @@ def test_shipped_teacher_raises_psnr_on_unseen_photos(photos: list[np.ndarray]) 
     assert all(g > 0 for g in gains.values()), f"teacher PSNR gain over the degraded input per preset: {gains}"
 
 
-# Presets on which the shipped student does not yet beat the input on these photos (issue #12's open target, also
-# visible in models/README.md): on them it must stay within a few hundredths of a dB of the input, an invisible change.
-STUDENT_SHORTFALL = {"motion9", "vp8"}
-SHORTFALL_TOLERANCE_DB = 0.05
-
-
 def test_shipped_student_raises_psnr_on_unseen_photos(photos: list[np.ndarray]) -> None:
     torch.set_num_threads(1)
     gains = _gains("student", photos)
     msg = f"student PSNR gain over the degraded input per preset: {gains}"
-    assert all(g > 0 for p, g in gains.items() if p not in STUDENT_SHORTFALL), msg
-    assert all(gains[p] > -SHORTFALL_TOLERANCE_DB for p in STUDENT_SHORTFALL), msg
-    assert gains["gauss1.5"] > 2.0 and gains["downup2"] > 0.5, msg  # the defocus and rescaling gains it ships for
+    assert all(g > 0 for g in gains.values()), msg
+    # the defocus, rescaling and camera-shake gains it ships for
+    assert gains["gauss1.5"] > 2.0 and gains["downup2"] > 0.5 and gains["motion9"] > 0.1, msg

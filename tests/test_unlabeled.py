@@ -306,7 +306,8 @@ def test_cli_distill_unlabeled_fine_tunes_init_weights(footage_dir, teacher_file
     out = tmp_path / "run"
     assert _distill(footage_dir, teacher_file, out, "--init", str(init), "--losses", "l1=1,kd_psnr=0.1") == 0
     before, _ = load_checkpoint(init)
-    after, _ = load_checkpoint(out / "final.pt")
+    after, meta = load_checkpoint(out / "final.pt")
+    assert meta["init"]["from"] == str(init) and meta["init"]["preset"] == "rt"  # where the starting weights came from
     assert any(not torch.equal(a, b) for a, b in zip(before.state_dict().values(), after.state_dict().values()))
 
 

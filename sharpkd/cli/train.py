@@ -8,6 +8,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from sharpkd.cli.common import LOAD_ERRORS, one_line
 from sharpkd.errors import CheckpointError
@@ -120,11 +121,12 @@ def _train(args: argparse.Namespace, teacher) -> int:
         val = EvalImages.from_folder(args.val, args.val_max_side) if args.val else EvalImages(sample_images(), 256)
     torch.manual_seed(args.seed)
     model = build_model(args.model, **_overrides(args.set))
+    init_meta: dict[str, Any] | None = None
     if args.init:
         from sharpkd.checkpoint import load_state_into
         from sharpkd.runtime.sharpener import resolve_checkpoint
 
-        load_state_into(resolve_checkpoint(args.init), model)  # OUT/last.pt, when resuming, overrides this
+        init_meta = load_state_into(resolve_checkpoint(args.init), model)  # OUT/last.pt, when resuming, overrides this
     meta = {
         "data": str(args.data),
         "degradation": args.degradation,
@@ -134,6 +136,8 @@ def _train(args: argparse.Namespace, teacher) -> int:
         "command": args.command_line,
         "hardware": _hardware(),
     }
+    if init_meta is not None:  # the provenance chain: how the starting weights were made (their own val dropped)
+        meta["init"] = {"from": str(args.init), **{k: v for k, v in init_meta.items() if k != "val"}}
     cfg = TrainConfig(
         steps=args.steps,
         batch_size=args.batch_size,

@@ -96,7 +96,8 @@ def rtrep(**kw) -> Student:
 def rtrep4(**kw) -> Student:
     """:func:`rtrep` with four body convs instead of two (six 3x3 convs of 16 channels at 1/4 resolution, 864
     MAC/pixel), the default student since the depth experiment of docs/reproduce.sh (2a): more gain on downup2,
-    gauss1.5 and vc (not on motion9) at about 1.2x the 1080p latency."""
+    gauss1.5 and vc at about 1.2x the 1080p latency. Its motion9 gain comes from the fine-tune on pools that draw
+    camera shake more often (docs/reproduce.sh, step 2)."""
     return rtrep(**{"num_blocks": 4, **kw})
 
 
