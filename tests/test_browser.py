@@ -155,3 +155,24 @@ def _png_header(width: int, height: int) -> bytes:
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def test_deep_link_on_a_cold_server_gets_the_apps_navigation(server):  # noqa: F811
+    # The first request of a fresh server asks for /benchmark: Streamlit's pages/ folder scan would serve
+    # pages/benchmark.py alone, with a sidebar of raw file names (app, benchmark, compare video, ...); the page
+    # reruns itself through app.py instead (sharpkd.app.navigation).
+    url, log_path = server
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(f"{url}/benchmark", wait_until="domcontentloaded")
+            page.get_by_role("heading", name="Benchmark", exact=True).wait_for(timeout=RESULT_TIMEOUT_MS)
+            nav = page.get_by_test_id("stSidebarNav")
+            nav.get_by_text("Home", exact=True).wait_for(timeout=30_000)
+            items = [t.strip() for t in nav.inner_text().split("\n") if t.strip()]
+            assert items == ["Home", "Compare", "Live", "Train", "Benchmark"], items
+            assert page.url.rstrip("/").endswith("/benchmark")
+        finally:
+            browser.close()
+    assert "Traceback" not in log_path.read_text()

@@ -32,3 +32,26 @@ def test_missing_flag_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(navigation, "FLAG", "no_such_flag")
     with pytest.raises(RuntimeError, match="no_such_flag"):
         navigation.use_navigation_only()
+
+
+def test_a_run_served_by_the_folder_scan_reruns_through_app_py(monkeypatch):
+    import streamlit
+    from streamlit.runtime import scriptrunner
+
+    reruns = []
+    monkeypatch.setattr(PagesManager, navigation.FLAG, True)
+    monkeypatch.setattr(scriptrunner, "get_script_run_ctx", lambda suppress_warning=False: object())
+    monkeypatch.setattr(streamlit, "rerun", lambda: reruns.append(1))
+    navigation.use_navigation_only()
+    assert PagesManager.uses_pages_directory is False and reruns == [1]
+    navigation.use_navigation_only()  # the flag is already off: no second rerun
+    assert reruns == [1]
+
+
+def test_outside_a_script_run_it_only_clears_the_flag(monkeypatch):
+    import streamlit
+
+    monkeypatch.setattr(PagesManager, navigation.FLAG, True)
+    monkeypatch.setattr(streamlit, "rerun", lambda: pytest.fail("no rerun outside a script run"))
+    navigation.use_navigation_only()
+    assert PagesManager.uses_pages_directory is False
