@@ -83,6 +83,12 @@ done
 #     25.65/25.76/26.06/26.13 dB) had not flattened. 1080p onnx, 2 threads, on that machine: 67.7 ms against the
 #     shipped student's 58.5 (x unsharp 7.1 vs 7.3, timed interleaved; the Xeon of the cards is about 2.6x faster).
 #     It became the default student (rtrep4, step 2) with the full recipe and its kd_rel twin.
+#   - A third fine-tune of each twin aimed at the codec presets' worst images (2026-12-03): step 2's loop body once
+#     more with --seed 5 --cache-file "$RUNS/pool18m9c.pt" --degradation presets:motion9=3,vp8=4,h264=2
+#     --init "$RUNS/m9b-$T/final.pt" --out "$RUNS/m9c-$T" (pool ~20 min to build with 2 threads: half are codec
+#     crops). KD: synthetic +1.16 (from +1.18), h264 +0.23 with no image below +0.04 (from -0.003), vp8 +0.10, its
+#     worst -0.06 (foreman, from -0.09) and still 4 of 14 images below 0, but motion9 now takes coastguard to -0.06.
+#     No-KD: synthetic +1.17, vp8 worst -0.05, motion9 worst -0.20 (3 images below 0). A trade, not a fix: not shipped.
 
 # 2b. Earlier students, kept as baselines. rtrep (the previous default student: two body convs, 576 MAC/px) came from
 #     the step-2 commands with --model rtrep and --steps 60000 on a pool of the step-4000 teacher (the teacher
