@@ -39,7 +39,9 @@ APP_TILE = 384
 def _load_sharpener(name: str, models_dir: str) -> sharpkd.Sharpener:
     # models_dir is part of the cache key, so pointing SHARPKD_MODELS elsewhere never serves stale models.
     # backend=None: the fastest installed backend (ONNX Runtime when present), so the teacher costs seconds less.
-    return sharpkd.runtime.sharpener.load_pretrained(name, backend=None, tile=APP_TILE)
+    # spin=False: the server's other threads (the web server, WebRTC's decoder and encoder, other sessions) share the
+    # cores, and ONNX Runtime's spinning idle threads would hold them after every frame.
+    return sharpkd.runtime.sharpener.load_pretrained(name, backend=None, tile=APP_TILE, spin=False)
 
 
 def load_sharpener(name: str) -> sharpkd.Sharpener:

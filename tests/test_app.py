@@ -671,3 +671,17 @@ def test_benchmark_lists_the_peers_from_their_cards(tiny_models_dir, app):
     assert list(table["peer"]) == ["cas"] and table["tuned setting"].iloc[0] == "strength 0.75"
     figure = json.loads(at.get("plotly_chart")[0].proto.spec)  # the peer is on the quality-speed scatter too
     assert [t["text"] for t in figure["data"]] == [["cas"]] and figure["data"][0]["name"] == "classical"
+
+
+def test_the_apps_models_run_without_onnx_spinning(tiny_models_dir: Path) -> None:
+    """The app's shared models are loaded with ``spin=False``: the server's other threads (web server, WebRTC's decoder
+    and encoder, other sessions) share the cores, and spinning idle ONNX Runtime threads would hold them."""
+    pytest.importorskip("onnxruntime")
+    import pages
+
+    st.cache_resource.clear()
+    student = pages.load_sharpener("student")
+    assert student.backend.startswith("onnx") and student.spin is False
+    options = student._runner.session.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    st.cache_resource.clear()

@@ -310,6 +310,27 @@ def test_video_on_a_synthesized_clip(tiny_models_dir: Path, tmp_path: Path, caps
     capture.release()
 
 
+def test_video_turns_onnx_spinning_off_unless_asked(tiny_models_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    """The pipeline's reader and writer threads share the cores with the model, so ``video`` loads it with
+    ``spin=False`` (ONNX Runtime's idle threads would hold the cores); ``--spin`` turns it back on."""
+    import sharpkd.cli.tools
+    from sharpkd.runtime.video import synthesize_clip
+
+    seen = []
+    real = sharpkd.cli.tools.load_sharpener
+
+    def spy(*args, **kwargs):
+        sharpener = real(*args, **kwargs)
+        seen.append(sharpener.spin)
+        return sharpener
+
+    monkeypatch.setattr(sharpkd.cli.tools, "load_sharpener", spy)
+    clip = synthesize_clip(tmp_path / "clip.mp4", frames=3, size=(32, 32))
+    for extra in ([], ["--spin"], ["--no-spin"]):
+        assert main(["video", clip, "-o", str(tmp_path / "out.mp4"), "--max-frames", "2", *extra]) == 0
+    assert seen == [False, True, False]
+
+
 def test_video_needs_exactly_one_source(tiny_models_dir: Path, tmp_path: Path, capsys) -> None:
     assert main(["video", "-o", str(tmp_path / "out.mp4")]) == 2
     assert main(["video", str(tmp_path / "missing.mp4"), "-o", str(tmp_path / "out.mp4")]) == 2

@@ -50,3 +50,27 @@ def test_model_help_names_every_registered_preset(command: str, kind: str) -> No
     sub = next(a for a in build_parser()._actions if a.dest == "command" or getattr(a, "choices", None))
     action = next(a for a in sub.choices[command]._actions if a.dest == "model")
     assert all(name in action.help for name in list_models(kind)), action.help
+
+
+def test_distill_with_a_teacher_pool_and_feature_kd(tmp_path: Path, photo: np.ndarray) -> None:
+    """A pool holds the teacher's outputs only: with ``feat`` the teacher reruns on the pooled inputs, so feature
+    distillation trains on the very crops of the pool (the same data as the pool's output-KD twin)."""
+    from sharpkd.checkpoint import save_checkpoint
+    from sharpkd.models import build_model
+
+    (tmp_path / "photos").mkdir()
+    Image.fromarray(photo[:64, :64]).save(tmp_path / "photos" / "a.png")
+    photos = str(tmp_path / "photos")
+    torch.manual_seed(0)
+    teacher = build_model("nafnet", width=8, enc_blocks=(1,), dec_blocks=(1,), middle_blocks=1)
+    teacher_file = save_checkpoint(tmp_path / "teacher.pt", teacher, meta={"preset": "nafnet"})
+    run = "--model rt --set width=4 --patch-size 16 --steps 3 --batch-size 2 --val-every 3 --warmup 1".split()
+    pool = ["--cache-teacher", "6", "--cache-file", str(tmp_path / "pool.pt")]
+    common = ["distill", "--teacher", str(teacher_file), "--data", photos, "--val", photos, "--val-max-side", "32"]
+    argv = [*common, *run, *pool, "--device", "cpu", "--losses", "l1=1,kd=1,feat=1", "--out", str(tmp_path / "f")]
+    assert main(argv) == 0
+    last = torch.load(tmp_path / "f" / "last.pt", weights_only=True)
+    assert last["loop"]["step"] == 3
+    adapter = last["loss"]["adapter.weight"]  # the feature adapter (student width 4 -> teacher width 8) was built
+    assert adapter.shape == (8, 4, 1, 1)
+    assert (tmp_path / "pool.pt").exists()  # the pool was built and saved as without feat

@@ -302,6 +302,32 @@ def test_a_new_backend_is_one_class_in_the_registry(monkeypatch: pytest.MonkeyPa
     assert np.abs(out.astype(int) - (255 - ref.astype(int))).max() <= 1
 
 
+@pytest.mark.parametrize("backend", ["onnx", "onnx-int8"])
+def test_spin_sets_the_onnx_sessions_idle_threads_and_leaves_the_output_alone(backend: str) -> None:
+    pytest.importorskip("onnxruntime")
+    torch.manual_seed(0)
+    model = build_model("rt", width=8).eval()
+    frame = _frame(40, 56)
+    key = "session.intra_op.allow_spinning"
+    outs = []
+    for spin, want in ((True, "1"), (False, "0")):
+        sharpener = Sharpener("rt", model, backend=backend, threads=1, spin=spin)
+        assert sharpener.spin is spin and sharpener._runner.spin is spin
+        assert sharpener._runner.session.get_session_options().get_session_config_entry(key) == want
+        outs.append(sharpener.sharpen(frame))
+    assert np.array_equal(*outs)
+
+
+def test_load_passes_spin_through_and_keeps_it_on_by_default(tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    torch.manual_seed(0)
+    path = save_checkpoint(tmp_path / "rt.pt", build_model("rt", width=8).eval(), meta={"preset": "rt"})
+    key = "session.intra_op.allow_spinning"
+    for kwargs, want in (({}, "1"), ({"spin": False}, "0")):
+        sharpener = load(path, backend="onnx", **kwargs)
+        assert sharpener._runner.session.get_session_options().get_session_config_entry(key) == want
+
+
 def test_torch_backend_refuses_an_onnx_path(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="onnx_path is for the ONNX backend"):
         Sharpener("conv4", build_model("conv4", width=4), onnx_path=tmp_path / "x.onnx")

@@ -26,7 +26,9 @@ def split_csv(text: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in text.split(",") if item.strip())
 
 
-def load_sharpener(name: str, backend: str = "auto", tile: int = 512, threads: int | None = None) -> Sharpener:
+def load_sharpener(
+    name: str, backend: str = "auto", tile: int = 512, threads: int | None = None, *, spin: bool = True
+) -> Sharpener:
     """:func:`sharpkd.load` with any load failure turned into a one-line ``CheckpointError``.
 
     ``threads`` (``--threads``) is also set as torch's process-wide intra-op thread count: a command owns its
@@ -43,7 +45,7 @@ def load_sharpener(name: str, backend: str = "auto", tile: int = 512, threads: i
 
         torch.set_num_threads(threads)
     try:
-        return load(name, backend=backend, tile=tile, threads=threads)
+        return load(name, backend=backend, tile=tile, threads=threads, spin=spin)
     except LOAD_ERRORS as err:
         raise CheckpointError(f"cannot load model {name!r}: {one_line(err)}") from err
 

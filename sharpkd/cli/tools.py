@@ -145,7 +145,8 @@ def cmd_video(args: argparse.Namespace) -> int:
 
     if (args.input is None) == (args.camera is None):
         raise ValueError("give exactly one source: a video file INPUT or --camera N")
-    sharpener = load_sharpener(args.model, args.backend, args.tile, args.threads)
+    # The reader and writer threads share the cores with the model: ONNX Runtime's spinning threads would slow them.
+    sharpener = load_sharpener(args.model, args.backend, args.tile, args.threads, spin=args.spin)
     cfg = VideoConfig(
         side_by_side=args.side_by_side,
         fps_overlay=args.fps_overlay,
@@ -263,6 +264,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "--codec",
         default="libx264",
         help="FFmpeg encoder (default libx264: H.264 yuv420p, plays in browsers; mpeg4, libvpx-vp9 for .webm)",
+    )
+    p.add_argument(
+        "--spin",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="let ONNX Runtime's idle threads spin-wait between frames (default off: spinning threads hold the cores "
+        "that the decoder and encoder threads need, so the whole pipeline runs slower)",
     )
     p.set_defaults(func=cmd_video)
 

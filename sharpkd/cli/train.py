@@ -105,6 +105,7 @@ def _train(args: argparse.Namespace, teacher) -> int:
 
     from sharpkd.checkpoint import save_checkpoint
     from sharpkd.data import EvalImages, PairedFolder, SyntheticPairs, sample_images
+    from sharpkd.losses import parse_weights
     from sharpkd.models import build_model, count_parameters
     from sharpkd.training.loop import TrainConfig, fit
 
@@ -168,7 +169,9 @@ def _train(args: argparse.Namespace, teacher) -> int:
     if rank0:
         print(f"{args.model}: {count_parameters(model):,} parameters, {len(data)} samples/epoch -> {args.out}")
     callbacks = [_progress_callback(args.steps, args.model)] if rank0 else []
-    result = fit(cfg, None if cached else teacher, model, data, val=val, callbacks=callbacks)
+    # A pool holds the teacher's outputs, not its features: with ``feat`` the teacher reruns on the pooled inputs.
+    live_teacher = not cached or "feat" in parse_weights(args.losses)
+    result = fit(cfg, teacher if live_teacher else None, model, data, val=val, callbacks=callbacks)
     if result.rank != 0:
         return 0
     final = Path(args.out) / "final.pt"
@@ -189,8 +192,6 @@ def _teacher_cache(args: argparse.Namespace, teacher, data):
 
     from sharpkd.training.cache import cache_teacher_outputs, load_cache, save_cache
 
-    if "feat" in args.losses:
-        raise ValueError("--cache-teacher stores teacher outputs only; drop 'feat' from --losses or the cache")
     key = {
         "teacher": str(args.teacher),
         "data": str(args.data),
@@ -357,7 +358,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         default=0,
         metavar="N",
         help="run the teacher once on a fixed pool of N degraded crops and train on it (much faster on CPU; "
-        "no 'feat' loss); 0 = run the teacher live every step",
+        "with 'feat' the teacher reruns on the pooled crops for its features); 0 = run the teacher live every step",
     )
     p.add_argument("--cache-file", default=None, help="save/reuse the teacher-output pool here (e.g. runs/cache.pt)")
     _add_unlabeled_args(p)

@@ -309,10 +309,12 @@ def benchmark_video(
     frames: int = 60,
     backend: str = "torch",
     threads: int | None = None,
+    spin: bool = False,
 ) -> dict[str, Any]:
     """Frames per second over a whole clip, decode and encode included: a synthesized ``size`` clip (moving test
     pattern, H.264) goes through :func:`~sharpkd.runtime.video.sharpen_video` (PyAV decode, ``model``'s
-    ``sharpen()``, H.264 encode, pipelined in threads).
+    ``sharpen()``, H.264 encode, pipelined in threads). ``spin``: as in :func:`sharpkd.load`; off by default, as
+    ``sharpkd video`` runs the model.
 
     Returns:
         ``{"model", "backend", "width", "height", "frames", "processing_fps", "end_to_end_fps", "flicker_ratio"}``.
@@ -323,7 +325,7 @@ def benchmark_video(
     from sharpkd.runtime.video import VideoConfig, sharpen_video, synthesize_clip
 
     with thread_count(threads) as threads, tempfile.TemporaryDirectory() as tmp:
-        sharpener = load(model, backend=backend, threads=threads)
+        sharpener = load(model, backend=backend, threads=threads, spin=spin)
         clip = synthesize_clip(Path(tmp) / "clip.mp4", frames=frames, size=size, fps=30.0)
         report = sharpen_video(clip, Path(tmp) / "out.mp4", sharpener.sharpen, VideoConfig())
     return {

@@ -154,12 +154,16 @@ def export_onnx_bytes(model: nn.Module, spec: GraphSpec | None = None) -> bytes:
     return buf.getvalue()
 
 
-def onnx_session(graph: bytes, threads: int | None = None) -> Any:
+def onnx_session(graph: bytes, threads: int | None = None, spin: bool = True) -> Any:
     """An ONNX Runtime CPU session (``onnxruntime.InferenceSession``) for a serialized graph.
 
     Args:
         graph: the ONNX file's bytes, e.g. from :func:`export_onnx_bytes`.
         threads: intra-op threads of this session only; ``None`` uses every CPU core.
+        spin: let the session's worker threads spin-wait after each run (ONNX Runtime's default). That makes
+            back-to-back runs a little faster, but the spinning threads hold the cores for a while after every run,
+            so whatever runs next (decoding, encoding, drawing) runs slower. Turn it off inside a pipeline; see
+            :attr:`sharpkd.runtime.sharpener.Sharpener.spin`.
 
     Raises:
         ImportError: onnxruntime is not installed (``pip install onnxruntime``).
@@ -172,17 +176,20 @@ def onnx_session(graph: bytes, threads: int | None = None) -> Any:
     opts.intra_op_num_threads = threads or os.cpu_count() or 1
     opts.inter_op_num_threads = 1
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
     return ort.InferenceSession(graph, opts, providers=["CPUExecutionProvider"])
 
 
 class Backend(abc.ABC):
     """Runs one network for a Sharpener; subclasses register in :data:`BACKENDS` under their :attr:`name`.
 
-    Every registered class is built as ``cls(model, threads=threads, onnx_path=onnx_path)``:
+    Every registered class is built as ``cls(model, threads=threads, onnx_path=onnx_path, spin=spin)``:
 
     * ``model``: the network (eval mode);
     * ``threads``: intra-op threads of the backend's own runtime, where it has one (ONNX Runtime). A backend never
       changes process-wide settings such as ``torch.set_num_threads``: callers that want those set them;
+    * ``spin``: whether that runtime's idle worker threads spin-wait between runs (:func:`onnx_session`); torch's
+      process-wide pool is the caller's, so the torch backend ignores it;
     * ``onnx_path``: a previously exported graph to run instead of exporting ``model`` (ONNX backends only).
 
     Attributes:
@@ -196,9 +203,10 @@ class Backend(abc.ABC):
         """Whether this backend can run ``model`` (every backend runs every network unless it says otherwise)."""
         return True
 
-    def __init__(self, model: nn.Module, *, threads: int | None = None) -> None:
+    def __init__(self, model: nn.Module, *, threads: int | None = None, spin: bool = True) -> None:
         self.model = model
         self.threads = threads
+        self.spin = spin
         self.luma = is_luma_student(model)
 
     @abc.abstractmethod
@@ -224,11 +232,16 @@ class TorchBackend(Backend):
     name = "torch"
 
     def __init__(
-        self, model: nn.Module, *, threads: int | None = None, onnx_path: str | os.PathLike | None = None
+        self,
+        model: nn.Module,
+        *,
+        threads: int | None = None,
+        onnx_path: str | os.PathLike | None = None,
+        spin: bool = True,
     ) -> None:
         if onnx_path is not None:
             raise ValueError(f"onnx_path is for the ONNX backend; the torch backend runs the module, got {onnx_path!r}")
-        super().__init__(model, threads=threads)
+        super().__init__(model, threads=threads, spin=spin)
         self._luma_graph = LumaDelta(model) if self.luma else None
 
     def run_luma(self, luma: np.ndarray) -> np.ndarray:
@@ -251,11 +264,16 @@ class OnnxBackend(Backend):
     name = "onnx"
 
     def __init__(
-        self, model: nn.Module, *, threads: int | None = None, onnx_path: str | os.PathLike | None = None
+        self,
+        model: nn.Module,
+        *,
+        threads: int | None = None,
+        onnx_path: str | os.PathLike | None = None,
+        spin: bool = True,
     ) -> None:
-        super().__init__(model, threads=threads)
+        super().__init__(model, threads=threads, spin=spin)
         graph = Path(onnx_path).read_bytes() if onnx_path is not None else self.build_graph(model)
-        self.session = onnx_session(graph, threads)
+        self.session = onnx_session(graph, threads, spin)
         self._eager = TorchBackend(model) if self.luma else None
 
     def build_graph(self, model: nn.Module) -> bytes:
@@ -374,14 +392,19 @@ class OnnxInt8Backend(OnnxBackend):
         return is_luma_student(model) and model.cfg.unshuffle > 1
 
     def __init__(
-        self, model: nn.Module, *, threads: int | None = None, onnx_path: str | os.PathLike | None = None
+        self,
+        model: nn.Module,
+        *,
+        threads: int | None = None,
+        onnx_path: str | os.PathLike | None = None,
+        spin: bool = True,
     ) -> None:
         if not self.supports(model):
             raise ValueError(
                 "the onnx-int8 backend runs luma students that work at reduced resolution (unshuffle > 1); "
                 f"use 'onnx' for this {getattr(model, 'kind', 'model')}"
             )
-        super().__init__(model, threads=threads, onnx_path=onnx_path)
+        super().__init__(model, threads=threads, onnx_path=onnx_path, spin=spin)
 
     def build_graph(self, model: nn.Module) -> bytes:
         return quantize_graph(model)

@@ -152,6 +152,10 @@ class Sharpener:
         threads: intra-op threads of the backend's own runtime (the ONNX Runtime session); the torch backend uses
             torch's process-wide thread count, which the caller sets with ``torch.set_num_threads``.
         onnx_path: run this exported graph instead of exporting ``model`` (ONNX backends only).
+        spin: let the ONNX Runtime session's worker threads spin-wait between frames (its default). A lone
+            :meth:`sharpen` call is a few ms faster with it, but the spinning threads keep the cores busy after
+            each frame, so decoding and encoding in other threads slow down: a video pipeline runs faster with
+            ``spin=False`` (``sharpkd video`` and the Live page use that).
         setting: a classical method's setting (keyword -> value); missing keywords keep their defaults. Classical
             methods that take ``threads`` (the FFmpeg filters) get ``threads`` too.
 
@@ -160,7 +164,7 @@ class Sharpener:
             take, or a setting given with a network.
 
     Attributes:
-        name, model, meta, tile, threads: as given.
+        name, model, meta, tile, threads, spin: as given.
         setting: the classical method's full setting (defaults filled in); ``None`` for a network.
         backend: the backend's name, ``"torch"`` or ``"onnx"``.
         luma: the model is a luma student and runs on the luma fast path.
@@ -177,6 +181,7 @@ class Sharpener:
         threads: int | None = None,
         onnx_path: str | os.PathLike | None = None,
         setting: Mapping[str, Any] | None = None,
+        spin: bool = True,
     ) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
@@ -188,10 +193,11 @@ class Sharpener:
             raise ValueError(f"a setting is for classical methods; {name!r} is a network, got setting {dict(setting)}")
         self.name, self.model, self.meta, self.backend = name, model, meta or {}, backend
         self.tile = tile
-        self.threads = threads
+        self.threads, self.spin = threads, spin
         self.setting = CLASSICAL[name].resolve(setting) if model is None else None
         self._classical = CLASSICAL[name].bind(self.setting, threads) if model is None else None
-        self._runner = BACKENDS[backend](model, threads=threads, onnx_path=onnx_path) if model is not None else None
+        runner = BACKENDS[backend]
+        self._runner = runner(model, threads=threads, onnx_path=onnx_path, spin=spin) if model is not None else None
         self._luma_buffers = _LumaBuffers()
         self.luma = self._runner is not None and self._runner.luma
         self.stride = getattr(model, "stride", 1) if model is not None else 1
@@ -360,6 +366,7 @@ def load(
     tile: int = 512,
     threads: int | None = None,
     setting: Mapping[str, Any] | None = None,
+    spin: bool = True,
 ) -> Sharpener:
     """Load a shipped model by name (``"student"``, ``"teacher"``, ...), a checkpoint path, or a classical method
     (``"unsharp"``, ``"cas"``, ``"ffmpeg-unsharp"``, ``"input"``).
@@ -379,6 +386,8 @@ def load(
             core). It never changes torch's process-wide thread count: call ``torch.set_num_threads`` for the torch
             backend.
         setting: classical methods only: run this setting (keyword -> value) instead of the tuned one.
+        spin: whether the ONNX Runtime session's idle threads spin-wait between runs (see :class:`Sharpener`);
+            pass ``False`` when other work shares the cores, as in a video pipeline.
 
     Raises:
         CheckpointError: unknown name, or a corrupt / unsafe / mismatched checkpoint.
@@ -399,7 +408,7 @@ def load(
     if backend is None or backend == "auto":
         onnx_path = shipped_int8_graph(path) if fastest_backend() == "onnx" else None
         backend = "onnx-int8" if onnx_path is not None else fastest_backend()
-    return Sharpener(str(name_or_path), model, meta, backend, tile, threads, onnx_path=onnx_path)
+    return Sharpener(str(name_or_path), model, meta, backend, tile, threads, onnx_path=onnx_path, spin=spin)
 
 
 def shipped_int8_graph(checkpoint: str | os.PathLike) -> Path | None:

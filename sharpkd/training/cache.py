@@ -3,8 +3,8 @@ every student train on ``(lq, gt, teacher_pred)`` triples without paying for the
 
 On a CPU the teacher's forward pass costs several times a small student's whole training step, so caching turns a
 set of distillation runs from hours into minutes; every student (and the no-KD baseline) then sees exactly the same
-data. The price is a fixed pool instead of fresh random crops each step, and no feature distillation (features are
-too large to cache); use live distillation (no cache) for ``feat``.
+data. The price is a fixed pool instead of fresh random crops each step. Features are too large to cache: with
+``feat`` the teacher reruns on the pool's inputs every step, so a feature-KD run sees the same crops as its twins.
 """
 
 from __future__ import annotations
