@@ -89,6 +89,24 @@ done
 #     crops). KD: synthetic +1.16 (from +1.18), h264 +0.23 with no image below +0.04 (from -0.003), vp8 +0.10, its
 #     worst -0.06 (foreman, from -0.09) and still 4 of 14 images below 0, but motion9 now takes coastguard to -0.06.
 #     No-KD: synthetic +1.17, vp8 worst -0.05, motion9 worst -0.20 (3 images below 0). A trade, not a fix: not shipped.
+#   - Feature distillation and loss ablation (2026-12-03): the second fine-tune stage of step 2, shortened to 5000
+#     steps (warmup 500, lr 5e-4), all from "$RUNS/m9-kd/final.pt" on "$RUNS/pool18m9v8.pt" with --seed 4, so the
+#     five runs differ only in --losses (with feat the teacher reruns on the pooled crops for its last decoder map,
+#     ~5 steps/s on 2 threads against ~40 without; the 1x1 adapter maps the student's 1/4-resolution body output to
+#     the teacher's 16 channels, upsampled to full resolution):
+#       sharpkd distill --teacher models/teacher.pt --data $DATA --val $VAL --warmup 500 --val-every 1000 --patch-size 96
+#         --model rtrep4 --steps 5000 --batch-size 16 --lr 5e-4 --cache-teacher 18000 --seed 4
+#         --cache-file "$RUNS/pool18m9v8.pt" --degradation presets:motion9=3,vp8=2 --init "$RUNS/m9-kd/final.pt"
+#         --losses L --out "$RUNS/abl5k-NAME"
+#     full-size val (synthetic / mean / worst image):
+#       psnr=1,kd_rel=1 (as shipped)        +1.16 / +0.82 / -0.11 (foreman/vp8), 7 image-presets below 0
+#       psnr=1 (no KD)                      +1.17 / +0.83 / -0.13 (foreman/vp8), 8 below 0
+#       kd_rel=1 (teacher targets only)     +1.13 / +0.81 / -0.08 (foreman/vp8), 4 below 0, all of them vp8
+#       psnr=1,kd_rel=1,feat=0.1            +1.16 / +0.82 / -0.11, the same to 0.001 dB as without feat
+#       psnr=1,kd_rel=1,feat=30             +1.13 / +0.80 / -0.12, 9 below 0
+#     At weight 1 the feat term's gradient on the student is ~140x smaller than that of psnr+kd_rel (norm 0.044
+#     against 6.2 on a batch of the pool), so 0.1 changes nothing; at 30 (~20% of it) it costs 0.03 dB everywhere.
+#     Feature KD through a 1x1 adapter does not pay for this student; teacher targets alone do the least harm.
 
 # 2b. Earlier students, kept as baselines. rtrep (the previous default student: two body convs, 576 MAC/px) came from
 #     the step-2 commands with --model rtrep and --steps 60000 on a pool of the step-4000 teacher (the teacher
