@@ -157,12 +157,13 @@ def cmd_video(args: argparse.Namespace) -> int:
         max_frames=args.max_frames,
         codec=args.codec,
         label=f"sharpkd {args.model}",
+        audio=args.audio,
     )
     source = args.input if args.input is not None else args.camera
     with Progress("video", "frame") as bar:
         report = sharpen_video(source, args.output, sharpener.sharpen, cfg, progress=bar)
     print(f"frames: {report.frames} ({report.width}x{report.height} at {report.input_fps:.1f} FPS) -> {report.output}")
-    print(f"codec: {report.codec}")
+    print(f"codec: {report.codec}; audio: {report.audio}")
     print(f"processing FPS: {report.processing_fps:.1f} (sharpen() only)")
     print(f"end-to-end FPS: {report.end_to_end_fps:.1f} (decode, sharpen, draw and encode, pipelined)")
     print(f"flicker ratio: {report.flicker_ratio:.3f} (output / input frame-to-frame change; 1 = no added shimmer)")
@@ -264,6 +265,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "--codec",
         default="libx264",
         help="FFmpeg encoder (default libx264: H.264 yuv420p, plays in browsers; mpeg4, libvpx-vp9 for .webm)",
+    )
+    p.add_argument(
+        "--audio",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="carry the input's audio over (default; copied, or re-encoded to AAC where the container needs it)",
     )
     p.add_argument(
         "--spin",

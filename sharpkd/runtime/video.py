@@ -3,7 +3,8 @@
 :func:`sharpen_video` reads any video FFmpeg reads (through PyAV, see :mod:`sharpkd.runtime.videoio`) or a camera,
 optionally degrades each frame first (to demo on sharp footage), hands it to a ``sharpen`` callable, and writes the
 result as H.264 in yuv420p, which browsers play, optionally next to its input and with the measured FPS drawn on.
-Every input frame is written, with its timestamp. Decoding (and degrading), sharpening and encoding run as a
+Every input frame is written, with its timestamp, and a file's audio is carried over (see
+:func:`~sharpkd.runtime.videoio.mux_audio`). Decoding (and degrading), sharpening and encoding run as a
 pipeline: a reader thread and a writer thread around the caller's thread (plus one for the flicker meter), joined
 by small bounded queues, so the whole clip runs about as fast as its slowest stage rather than the sum of them.
 Torch, FFmpeg's decoders, x264 and numpy release the GIL, so the stages overlap given spare CPU cores.
@@ -46,6 +47,7 @@ from sharpkd.runtime.videoio import (
     CameraReader,
     VideoReader,
     VideoWriter,
+    mux_audio,
     resolve_encoder,
     synthesize_clip,
 )
@@ -75,6 +77,7 @@ class VideoConfig:
     label: str = "sharpkd"  # caption of the output half in side-by-side mode and title of the preview window
     max_pixels: int | None = None  # refuse a source whose frames have more pixels (VideoTooLargeError); None = any
     queue_size: int = 4  # frames buffered between two stages: enough to absorb jitter, few enough to bound memory
+    audio: bool = True  # carry a file's first audio stream over to the output (copied, or re-encoded if need be)
 
 
 @dataclass
@@ -90,6 +93,7 @@ class VideoReport:
     flicker_ratio: float  # see sharpkd.runtime.flicker.flicker_ratio(); nan with fewer than 2 frames or a static input
     output: str  # path of the written video
     codec: str = DEFAULT_ENCODER  # the FFmpeg encoder that wrote it
+    audio: str = "off"  # what became of the source's audio: mux_audio()'s report, "off", or "none (camera)"
 
 
 class _Worker(threading.Thread):
@@ -196,6 +200,9 @@ def sharpen_video(
     total = info.frames if cfg.max_frames is None else min(info.frames or cfg.max_frames, cfg.max_frames)
     run = _Run(cfg, reader, writer, sharpen, total, progress)
     run.go()
+    audio = "off"
+    if cfg.audio:
+        audio = "none (camera)" if isinstance(source, int) else mux_audio(source, out_path) if run.done else "none"
     elapsed = time.perf_counter() - start
     return VideoReport(
         frames=run.done,
@@ -207,6 +214,7 @@ def sharpen_video(
         flicker_ratio=run.meter.ratio,
         output=str(out_path),
         codec=encoder,
+        audio=audio,
     )
 
 

@@ -350,6 +350,126 @@ class VideoWriter:
         self.close()
 
 
+# Audio codecs that every browser plays in an MP4/MOV; other sources' audio is re-encoded to AAC for these containers.
+_BROWSER_AUDIO = ("aac", "mp3")
+_AUDIO_FALLBACK = {".webm": "libopus", ".ogv": "libopus", ".ogg": "libopus"}  # other containers: "aac"
+
+
+def mux_audio(source: str | os.PathLike, video: str | os.PathLike) -> str:
+    """Give ``video`` (a file :class:`VideoWriter` wrote from ``source``'s frames, at their timestamps) the first
+    audio stream of ``source``, in place; the video stream is copied untouched.
+
+    The audio is copied as it is when ``video``'s container takes its codec (in ``.mp4``/``.mov``/``.m4v`` only the
+    codecs every browser plays, AAC and MP3), else re-encoded (to AAC; Opus for ``.webm``). Audio past the video's
+    last frame is dropped, so a clip cut short (``max_frames``) keeps only its own part. On any failure ``video`` is
+    left as it was, without audio.
+
+    Returns:
+        What happened, for a report: ``"none in the source"``, ``"copied (aac)"``, ``"re-encoded (vorbis -> aac)"``,
+        or ``"dropped: <reason>"``.
+    """
+    import av
+
+    source, video = Path(source), Path(video)
+    try:
+        with av.open(str(source)) as src:
+            if not src.streams.audio:
+                return "none in the source"
+            codec = src.streams.audio[0].codec_context.name
+    except av.error.FFmpegError as err:
+        return f"dropped: cannot read the audio of {source.name} ({err.strerror})"
+    tmp = video.with_name(f".{video.stem}.audio{video.suffix}")
+    suffix = video.suffix.lower()
+    attempts = [] if suffix in _FASTSTART_SUFFIXES and codec not in _BROWSER_AUDIO else [None]
+    attempts.append(_AUDIO_FALLBACK.get(suffix, "aac"))
+    reason = ""
+    for encoder in attempts:
+        try:
+            _remux_with_audio(source, video, tmp, encoder)
+            os.replace(tmp, video)
+        except (av.error.FFmpegError, ValueError, OSError) as err:
+            reason = str(err)
+            tmp.unlink(missing_ok=True)
+            continue
+        return f"copied ({codec})" if encoder is None else f"re-encoded ({codec} -> {encoder.removeprefix('lib')})"
+    logger.warning("%s keeps no audio: %s", video.name, reason)
+    return f"dropped: {reason}"
+
+
+def _named_layout(layout: Any) -> str:
+    """An encoder-friendly channel layout: the source's when it has a name ("stereo", "5.1"), else mono or stereo by
+    channel count (an unordered "2 channels" layout, as PCM in Matroska has, is refused by the AAC encoder)."""
+    name = getattr(layout, "name", "") or ""
+    if name and not name.endswith("channels"):
+        return name
+    return "mono" if len(getattr(layout, "channels", ())) == 1 else "stereo"
+
+
+def _video_end(video: Path) -> float:
+    """Seconds at which the last frame of ``video``'s first video stream ends (from packet headers)."""
+    import av
+
+    end = 0.0
+    with av.open(str(video)) as vid:
+        for packet in vid.demux(vid.streams.video[0]):
+            if packet.pts is not None:
+                end = max(end, float((packet.pts + (packet.duration or 0)) * packet.time_base))
+    return end
+
+
+def _remux_with_audio(source: Path, video: Path, out_path: Path, encoder: str | None) -> None:
+    """Write ``out_path``: ``video``'s video packets, and ``source``'s first audio stream copied (``encoder=None``)
+    or re-encoded with ``encoder``, interleaved by time and cut at the video's end."""
+    import av
+
+    end = _video_end(video)
+    options = {"movflags": "+faststart"} if out_path.suffix.lower() in _FASTSTART_SUFFIXES else {}
+    with av.open(str(video)) as vid, av.open(str(source)) as src, av.open(str(out_path), "w", options=options) as out:
+        v_in, a_in = vid.streams.video[0], src.streams.audio[0]
+        v_out = out.add_stream_from_template(v_in)
+        if encoder is None:
+            a_out = out.add_stream_from_template(a_in)
+        else:
+            rate = a_in.codec_context.sample_rate or 48000
+            a_out = out.add_stream(encoder, rate=rate, layout=_named_layout(a_in.codec_context.layout))
+            a_out.time_base = Fraction(1, rate)
+
+        def audio_packets() -> Iterator[Any]:
+            for packet in src.demux(a_in):
+                if packet.dts is None:  # the demuxer's final flush packet
+                    continue
+                if packet.pts is not None and float(packet.pts * packet.time_base) >= end:
+                    break
+                if encoder is None:
+                    packet.stream = a_out
+                    yield packet
+                    continue
+                for frame in packet.decode():
+                    if frame.pts is not None:  # keep the audio's place on the timeline, in samples
+                        frame.pts = round(float(frame.pts * frame.time_base) * rate)
+                        frame.time_base = Fraction(1, rate)
+                    yield from a_out.encode(frame)
+            if encoder is not None:
+                yield from a_out.encode(None)
+
+        def seconds(packet: Any) -> float:
+            return float(packet.dts * packet.time_base) if packet.dts is not None else -math.inf
+
+        audio = audio_packets()
+        pending = next(audio, None)
+        for packet in vid.demux(v_in):  # interleaved by time, so the muxer holds next to nothing back
+            if packet.dts is None:
+                continue
+            while pending is not None and seconds(pending) <= seconds(packet):
+                out.mux(pending)
+                pending = next(audio, None)
+            packet.stream = v_out
+            out.mux(packet)
+        while pending is not None:
+            out.mux(pending)
+            pending = next(audio, None)
+
+
 def synthesize_clip(
     path: str | os.PathLike, frames: int = 24, size: tuple[int, int] = (64, 48), fps: float = 12.0
 ) -> str:
