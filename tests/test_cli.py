@@ -356,9 +356,10 @@ def test_cards_on_a_folder_without_checkpoints_exits_2(tmp_path: Path, capsys) -
 
 def test_training_subcommands_still_parse() -> None:
     args = build_parser().parse_args(["distill", "--out", "runs/x", "--steps", "3"])
-    assert args.command == "distill" and args.model == "rt" and args.steps == 3 and args.teacher == "teacher"
+    assert args.command == "distill" and args.steps == 3 and args.teacher == "teacher"
+    assert args.model is None and args.default_model == "rt"  # None: rt, or the --init checkpoint's preset
     args = build_parser().parse_args(["train-teacher", "--out", "runs/t"])
-    assert args.command == "train-teacher" and args.model == "nafnet" and args.losses == "l1=1"
+    assert args.command == "train-teacher" and args.default_model == "nafnet" and args.losses == "l1=1"
 
 
 def test_python_m_sharpkd_help() -> None:

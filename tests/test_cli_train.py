@@ -74,3 +74,33 @@ def test_distill_with_a_teacher_pool_and_feature_kd(tmp_path: Path, photo: np.nd
     adapter = last["loss"]["adapter.weight"]  # the feature adapter (student width 4 -> teacher width 8) was built
     assert adapter.shape == (8, 4, 1, 1)
     assert (tmp_path / "pool.pt").exists()  # the pool was built and saved as without feat
+
+
+def test_init_continues_the_checkpoints_own_architecture(tmp_path: Path, photo: np.ndarray, capsys) -> None:
+    """``--init`` without ``--model`` continues the checkpoint as it is (preset and config); a ``--model`` that names
+    another preset, or a checkpoint of the other kind, is a one-line error instead of a state-dict dump."""
+    from sharpkd.checkpoint import save_checkpoint
+    from sharpkd.models import build_model
+
+    (tmp_path / "photos").mkdir()
+    Image.fromarray(photo[:64, :64]).save(tmp_path / "photos" / "a.png")
+    photos = str(tmp_path / "photos")
+    torch.manual_seed(0)
+    start = build_model("rtrep", width=6)  # not the preset's default width: the stored config must be used
+    init = save_checkpoint(tmp_path / "start.pt", start, meta={"preset": "rtrep"})
+    teacher = build_model("nafnet", width=8, enc_blocks=(1,), dec_blocks=(1,), middle_blocks=1)
+    teacher_file = save_checkpoint(tmp_path / "teacher.pt", teacher, meta={"preset": "nafnet"})
+    run = "--patch-size 16 --steps 2 --batch-size 2 --val-every 2 --warmup 1 --val-max-side 32 --device cpu".split()
+    common = ["distill", "--teacher", str(teacher_file), "--data", photos, "--val", photos, *run, "--losses", "l1=1"]
+    assert main([*common, "--init", str(init), "--out", str(tmp_path / "a")]) == 0
+    assert "rtrep: " in capsys.readouterr().out
+    final, meta = load_checkpoint(tmp_path / "a" / "final.pt")
+    assert meta["preset"] == "rtrep" and final.cfg.width == 6 and meta["init"]["from"] == str(init)
+    assert main([*common, "--init", str(init), "--model", "rt", "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]  # after the first run's progress bar
+    assert err.endswith(
+        "holds a 'rtrep' student, not --model 'rt': drop --model to continue it as it is, or pass --model rtrep"
+    )
+    assert err.startswith("sharpkd: error: --init ") and not (tmp_path / "b" / "final.pt").exists()
+    assert main([*common, "--init", str(teacher_file), "--out", str(tmp_path / "c")]) == 2
+    assert "holds a teacher; distill trains a student" in capsys.readouterr().err

@@ -121,13 +121,12 @@ def _train(args: argparse.Namespace, teacher) -> int:
     if not unlabeled:
         val = EvalImages.from_folder(args.val, args.val_max_side) if args.val else EvalImages(sample_images(), 256)
     torch.manual_seed(args.seed)
-    model = build_model(args.model, **_overrides(args.set))
     init_meta: dict[str, Any] | None = None
     if args.init:
-        from sharpkd.checkpoint import load_state_into
-        from sharpkd.runtime.sharpener import resolve_checkpoint
-
-        init_meta = load_state_into(resolve_checkpoint(args.init), model)  # OUT/last.pt, when resuming, overrides this
+        model, init_meta = _init_model(args)  # OUT/last.pt, when resuming, overrides these weights
+    else:
+        args.model = args.model or args.default_model
+        model = build_model(args.model, **_overrides(args.set))
     meta = {
         "data": str(args.data),
         "degradation": args.degradation,
@@ -184,6 +183,46 @@ def _train(args: argparse.Namespace, teacher) -> int:
         print(f"{args.out}/last.pt holds step {result.steps}: the same command resumes from it", file=sys.stderr)
         return 130
     return 0
+
+
+def _init_model(args: argparse.Namespace):
+    """The model that ``--init`` continues, with the checkpoint's weights, and the checkpoint's meta.
+
+    Without ``--model`` it is the checkpoint's own architecture (its stored config; ``--set`` may change fields that
+    keep the weights' shapes) and ``args.model`` becomes its preset. With ``--model`` it must be the checkpoint's.
+
+    Raises:
+        CheckpointError: unreadable checkpoint, or weights that do not fit the model.
+        ValueError: ``--model`` names another preset than the checkpoint's, or the checkpoint holds the other kind
+            of model (a teacher for ``distill``, a student for ``train-teacher``).
+    """
+    from sharpkd.checkpoint import load_weights, read_checkpoint
+    from sharpkd.models import build_model, model_from_config
+    from sharpkd.runtime.sharpener import resolve_checkpoint
+
+    path = resolve_checkpoint(args.init)
+    ckpt = read_checkpoint(path)
+    meta = dict(ckpt.get("meta") or {})
+    preset, kind = meta.get("preset"), ckpt["kind"]
+    want = "teacher" if args.command == "train-teacher" else "student"
+    if kind != want:
+        raise ValueError(f"--init {args.init} holds a {kind}; {args.command} trains a {want}")
+    if args.model is not None and preset is not None and preset != args.model:
+        raise ValueError(
+            f"--init {args.init} holds a {preset!r} {kind}, not --model {args.model!r}: "
+            f"drop --model to continue it as it is, or pass --model {preset}"
+        )
+    overrides = _overrides(args.set)
+    if args.model is None:
+        args.model = preset or args.default_model
+        try:
+            model = model_from_config(kind, {**dict(ckpt["config"]), **overrides})
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"--init {args.init}: cannot build its architecture with {overrides}: {err}") from err
+    else:
+        model = build_model(args.model, **overrides)
+    load_weights(path, model, ckpt["model"])
+    return model, meta
 
 
 def _teacher_cache(args: argparse.Namespace, teacher, data):
@@ -344,13 +383,21 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     from sharpkd.training.loop import TrainConfig
 
     p = sub.add_parser("train-teacher", help="train a teacher on sharp images degraded on the fly")
-    p.add_argument("--model", default="nafnet", help=f"teacher preset ({', '.join(list_models('teacher'))})")
+    p.add_argument(
+        "--model",
+        default=None,
+        help=f"teacher preset ({', '.join(list_models('teacher'))}; default nafnet, or the --init checkpoint's)",
+    )
     _add_train_args(p, TrainConfig.losses)
-    p.set_defaults(func=cmd_train_teacher)
+    p.set_defaults(func=cmd_train_teacher, default_model="nafnet")
 
     p = sub.add_parser("distill", help="distill a student from a trained teacher")
     p.add_argument("--teacher", default="teacher", help="shipped model name or checkpoint path")
-    p.add_argument("--model", default="rt", help=f"student preset ({', '.join(list_models('student'))})")
+    p.add_argument(
+        "--model",
+        default=None,
+        help=f"student preset ({', '.join(list_models('student'))}; default rt, or the --init checkpoint's)",
+    )
     _add_train_args(p, DISTILL_LOSSES)
     p.add_argument(
         "--cache-teacher",
@@ -362,7 +409,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--cache-file", default=None, help="save/reuse the teacher-output pool here (e.g. runs/cache.pt)")
     _add_unlabeled_args(p)
-    p.set_defaults(func=cmd_distill)
+    p.set_defaults(func=cmd_distill, default_model="rt")
     _add_pack_parser(sub)
 
 
