@@ -23,9 +23,10 @@ sharpkd train-teacher --model nafnet --data "$DATA" --val "$VAL" --out "$RUNS/te
 #     then the six presets with codecs, PSNR loss, 128 px crops and EMA weights (the chunked run):
 #   sharpkd train-teacher --model nafnet --init runs/teacher-long/last.pt --data "$DATA" --val "$VAL" --out runs/teacher6 \
 #     --steps 150000 --batch-size 8 --patch-size 128 --lr 5e-4 --warmup 200 --val-every 1000 --losses psnr=1 --ema 0.999 --seed 2
-#   (that run continues in chunks in models/training/teacher/; the shipped teacher is its best.pt at step 12141, the
-#   EMA weights with the best validation PSNR; see its card. The students of step 2 are distilled from the shipped
-#   models/teacher.pt, i.e. that best.pt as copied in step 3.)
+#   (that run continues in chunks in models/training/teacher/; the shipped teacher is its best.pt at step 28074, the
+#   EMA weights with the best validation PSNR, copied in step 3; see its card. The students of step 2 were distilled
+#   from an earlier checkpoint of the same run, its best.pt at step 12141, kept as models/training/teacher-step12141.pt:
+#   TEACHER below.)
 # 1c. GPU teacher (NAFNet width 32, bf16, channels_last, 256 px x 32, ~8 min on one GPU; not shipped): here
 #     docs/gpu_teacher.sh --prepare (packs gpu_data/), there docs/gpu_teacher.sh OUTDIR 8. See docs/gpu.md.
 
@@ -37,8 +38,9 @@ sharpkd train-teacher --model nafnet --data "$DATA" --val "$VAL" --out "$RUNS/te
 #    Loss: per-image PSNR to ground truth plus kd_rel (MSE to the teacher's output over the input's MSE to ground
 #    truth, see sharpkd/losses.py). Its no-KD twin (same pool, steps, batch, learning rate; psnr=1 alone) ships as
 #    student-nokd.
+TEACHER=models/training/teacher-step12141.pt  # the teacher every student of step 2 (and of 2a) was distilled from
 POOL="--cache-teacher 36000 --cache-file $RUNS/pool36.pt --degradation presets --patch-size 96"
-COMMON="--teacher models/teacher.pt --data $DATA --val $VAL --warmup 1000 --val-every 10000 --seed 0"
+COMMON="--teacher $TEACHER --data $DATA --val $VAL --warmup 1000 --val-every 10000 --seed 0"
 sharpkd distill $COMMON $POOL --model rtrep4 --out "$RUNS/r4-kdrel1" --steps 100000 --batch-size 16 --lr 2e-3 --losses psnr=1,kd_rel=1
 sharpkd distill $COMMON $POOL --model rtrep4 --out "$RUNS/r4-nokd" --steps 100000 --batch-size 16 --lr 2e-3 --losses psnr=1
 #    Then two 20000-step fine-tunes of each twin (lr 5e-4), each on a fresh 18000-crop pool that draws camera shake
@@ -48,7 +50,7 @@ sharpkd distill $COMMON $POOL --model rtrep4 --out "$RUNS/r4-nokd" --steps 10000
 #    it is the multi-task trade-off, not capacity. KD carries most of the motion9 gain (see models/README.md).
 for T in kd nokd; do
   L=$([ $T = kd ] && echo psnr=1,kd_rel=1 || echo psnr=1); R=$([ $T = kd ] && echo r4-kdrel1 || echo r4-nokd)
-  F="--teacher models/teacher.pt --data $DATA --val $VAL --warmup 500 --val-every 5000 --patch-size 96 --model rtrep4
+  F="--teacher $TEACHER --data $DATA --val $VAL --warmup 500 --val-every 5000 --patch-size 96 --model rtrep4
      --steps 20000 --batch-size 16 --lr 5e-4 --cache-teacher 18000 --losses $L"
   sharpkd distill $F --seed 3 --cache-file "$RUNS/pool18m9.pt" --degradation presets:motion9=3 \
     --init "$RUNS/$R/final.pt" --out "$RUNS/m9-$T"
@@ -73,7 +75,7 @@ done
 #     training crops does not reach the val image it was meant to protect.
 #   - Depth (2026-12-02, AMD EPYC machine): the same rtrep layout with 4 body convs instead of 2 (6 convs, 864 MAC/px,
 #     51K parameters) against its 2-body twin, both psnr=1, 24000 steps on one 12000-crop pool of the shipped teacher:
-#       C="--teacher models/teacher.pt --model rtrep --data $DATA --val $VAL --degradation presets --patch-size 96
+#       C="--teacher $TEACHER --model rtrep --data $DATA --val $VAL --degradation presets --patch-size 96
 #          --cache-teacher 12000 --cache-file runs/pool12.pt --steps 24000 --batch-size 16 --lr 2e-3 --warmup 1000
 #          --val-every 6000 --seed 0 --losses psnr=1"
 #       sharpkd distill $C --out runs/d2;  sharpkd distill $C --set num_blocks=4 --out runs/d4
@@ -94,7 +96,7 @@ done
 #     five runs differ only in --losses (with feat the teacher reruns on the pooled crops for its last decoder map,
 #     ~5 steps/s on 2 threads against ~40 without; the 1x1 adapter maps the student's 1/4-resolution body output to
 #     the teacher's 16 channels, upsampled to full resolution):
-#       sharpkd distill --teacher models/teacher.pt --data $DATA --val $VAL --warmup 500 --val-every 1000 --patch-size 96
+#       sharpkd distill --teacher $TEACHER --data $DATA --val $VAL --warmup 500 --val-every 1000 --patch-size 96
 #         --model rtrep4 --steps 5000 --batch-size 16 --lr 5e-4 --cache-teacher 18000 --seed 4
 #         --cache-file "$RUNS/pool18m9v8.pt" --degradation presets:motion9=3,vp8=2 --init "$RUNS/m9-kd/final.pt"
 #         --losses L --out "$RUNS/abl5k-NAME"
