@@ -419,3 +419,53 @@ def test_flicker_meter_copies_reused_buffers() -> None:
         buffer[:] = v  # a model that writes every output into the same array
         meter.update(inp, buffer)
     assert meter.pairs == 2 and meter.ratio == pytest.approx(1.0)
+
+
+def write_rotated_clip(path: Path, degrees: int, frames: int = 3) -> np.ndarray:
+    """A landscape clip (64x32, a white band on its left) flagged to display rotated, as phones record upright video.
+    Returns the coded frame."""
+    rgb = np.zeros((32, 64, 3), np.uint8)
+    rgb[:, :16] = 255
+    container = av.open(str(path), "w")
+    stream = container.add_stream("libx264", rate=12)
+    stream.width, stream.height, stream.pix_fmt = 64, 32, "yuv420p"
+    stream.set_display_rotation(degrees)
+    for _ in range(frames):
+        container.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+    container.mux(stream.encode())
+    container.close()
+    return rgb
+
+
+@pytest.mark.parametrize("degrees", [90, -90, 180])
+def test_rotated_phone_clip_is_read_upright(tmp_path: Path, degrees: int) -> None:
+    coded = write_rotated_clip(tmp_path / "phone.mp4", degrees)
+    with VideoReader(tmp_path / "phone.mp4") as reader:
+        assert (reader.info.width, reader.info.height) == (64, 32)  # the header's coded size
+        rgb, _ = next(reader.frames())
+    expected = np.rot90(coded, degrees // 90)  # counter-clockwise, as a player shows it
+    assert rgb.shape == expected.shape
+    assert np.abs(rgb.astype(int) - expected).mean() < 8  # the white band moved where the player shows it
+
+
+def test_rotated_clip_is_sharpened_and_written_upright(tmp_path: Path) -> None:
+    write_rotated_clip(tmp_path / "phone.mp4", 90)
+    recorder = Recorder()
+    report = sharpen_video(tmp_path / "phone.mp4", tmp_path / "out.mp4", recorder)
+    assert recorder.inputs[0].shape == (64, 32, 3)  # the model sees the portrait frame
+    assert (report.width, report.height) == (32, 64)
+    with av.open(report.output) as out:  # written upright, with no rotation flag left for a player to apply
+        first = next(out.decode(video=0))
+        assert (first.width, first.height, first.rotation) == (32, 64, 0)
+    frames = read_frames(report.output)
+    assert frames[0].shape == (64, 32, 3)
+    assert frames[0][:16].mean() < 40 and frames[0][-16:].mean() > 200  # the band is at the bottom, as displayed
+
+
+def test_unrotated_frames_are_untouched() -> None:
+    from sharpkd.runtime.videoio import upright
+
+    rgb = np.arange(24, dtype=np.uint8).reshape(2, 4, 3)
+    assert upright(rgb, 0) is rgb
+    assert np.array_equal(upright(rgb, 360), rgb)
+    assert np.array_equal(upright(rgb, 89), np.rot90(rgb, 1))

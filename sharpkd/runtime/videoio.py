@@ -99,6 +99,20 @@ def _stream_info(container: Any, path: Path, max_pixels: int | None) -> VideoInf
     )
 
 
+def _rotation(frame: Any) -> int:
+    """The counter-clockwise display rotation of a decoded frame in degrees (0 when it carries no display matrix)."""
+    try:
+        return int(frame.rotation or 0)
+    except (AttributeError, ValueError, TypeError):  # older PyAV, or a malformed matrix: show the frame as coded
+        return 0
+
+
+def upright(rgb: np.ndarray, rotation: int) -> np.ndarray:
+    """``rgb`` turned by ``rotation`` degrees counter-clockwise, to the nearest quarter turn (what a player shows)."""
+    turns = round(rotation / 90) % 4
+    return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
+
+
 def _example_size(max_pixels: int) -> str:
     for w, h in ((3840, 2160), (2560, 1440), (1920, 1080), (1280, 720), (640, 360)):
         if w * h <= max_pixels:
@@ -151,6 +165,10 @@ class VideoReader:
     def frames(self) -> Iterator[tuple[np.ndarray, int | None]]:
         """Yield ``((H, W, 3) uint8 RGB, pts)`` in presentation order; ``pts`` in :attr:`VideoInfo.time_base` units.
 
+        Frames come upright: a rotation in the stream's display matrix (a phone held upright records landscape frames
+        and a 90-degree flag) is applied, as FFmpeg's own tools do, so a portrait clip yields portrait frames while
+        :attr:`info` keeps the coded size.
+
         Raises:
             VideoDecodeError: the stream holds no decodable frame. A stream that breaks after some frames ends
                 there, with a warning (a recording cut off midway keeps what it has).
@@ -163,7 +181,7 @@ class VideoReader:
         try:
             for frame in self._container.decode(stream):
                 count += 1
-                yield frame.to_ndarray(format="rgb24"), frame.pts
+                yield upright(frame.to_ndarray(format="rgb24"), _rotation(frame)), frame.pts
         except av.error.FFmpegError as err:
             if count == 0:
                 raise VideoDecodeError(f"cannot decode {self.path.name}: {err.strerror}") from err
