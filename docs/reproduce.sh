@@ -27,6 +27,11 @@ sharpkd train-teacher --model nafnet --data "$DATA" --val "$VAL" --out "$RUNS/te
 #   EMA weights with the best validation PSNR, copied in step 3; see its card. The students of step 2 were distilled
 #   from an earlier checkpoint of the same run, its best.pt at step 12141, kept as models/training/teacher-step12141.pt:
 #   TEACHER below.)
+#   The run continued to step 35880 under the 150000-step cosine, then one annealing chunk (STEPS=42000
+#   docs/teacher_chunk.sh 70: the schedule recomputed to end at 42000, so the rate fell from ~4.4e-4 to ~5e-5 and
+#   decayed to its floor) gave best.pt at step 42000: full-size val synthetic +2.48 (h264 +0.41, vp8 +0.27), but
+#   barbara/vp8 -0.04 below its input, so it is not shipped (the 256 px val mean gain rose only 2.082 -> 2.099 in
+#   the anneal: the EMA had already taken most of what a lower rate gives).
 # 1c. GPU teacher (NAFNet width 32, bf16, channels_last, 256 px x 32, ~8 min on one GPU; not shipped): here
 #     docs/gpu_teacher.sh --prepare (packs gpu_data/), there docs/gpu_teacher.sh OUTDIR 8. See docs/gpu.md.
 
