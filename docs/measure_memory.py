@@ -23,28 +23,16 @@ import argparse
 import asyncio
 import os
 import re
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
+from apphost import CHROMIUM, CHROMIUM_ARGS, free_port, start_app, stop_app  # docs/ is on sys.path
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 # (skimage.data sample, scale): four different photos from 0.26 to 1.95 megapixels; the app downscales above 2 MP.
 PHOTOS = (("astronaut", 1.0), ("coffee", 1.6), ("rocket", 2.0), ("hubble_deep_field", 1.45))
 MB = 1024 * 1024
@@ -115,29 +103,6 @@ def _photos(folder: Path, count: int) -> list[Path]:
     return paths
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start_server(port: int, log_path: Path) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true"]
-    cmd += ["--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
-                if r.read().strip() == b"ok":
-                    return proc
-        except OSError:
-            time.sleep(0.3)
-    proc.kill()
-    raise RuntimeError(f"streamlit did not start; its log:\n{log_path.read_text()}")
-
-
 async def _session(
     browser, url: str, photo: Path, start: asyncio.Event, timeout_s: float, teacher: bool, shots: Path | None
 ) -> float:
@@ -173,7 +138,7 @@ async def _first_visit(chromium: str, url: str) -> None:
     from playwright.async_api import async_playwright
 
     async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        browser = await p.chromium.launch(executable_path=chromium, args=["--headless", *CHROMIUM_ARGS])
         try:
             page = await browser.new_page()
             await page.goto(url, wait_until="domcontentloaded")
@@ -189,7 +154,7 @@ async def _visitors(
     from playwright.async_api import async_playwright
 
     async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        browser = await p.chromium.launch(executable_path=chromium, args=["--headless", *CHROMIUM_ARGS])
         try:
             start = asyncio.Event()
             tasks = [
@@ -225,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sessions", type=int, default=4, help="browser sessions uploading at once")
     parser.add_argument("--timeout", type=float, default=900, help="seconds a session may take")
     parser.add_argument("--port", type=int, default=0, help="server port (default: a free one)")
-    parser.add_argument("--chromium", default="/usr/bin/chromium")
+    parser.add_argument("--chromium", default=CHROMIUM)
     parser.add_argument("--screenshots", type=Path, default=None, help="save each session's final page here")
     parser.add_argument("--teacher", action="store_true", help=f"also tick '{TEACHER_BOX}' in every session")
     args = parser.parse_args(argv)
@@ -233,10 +198,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="sharpkd-memory-") as tmp:
         folder = Path(tmp)
         photos = _photos(folder, args.sessions)
-        port = args.port or _free_port()
+        port = args.port or free_port()
         log_path = folder / "streamlit.log"
         try:
-            server = _start_server(port, log_path)
+            server = start_app(port, log_path, timeout=120)
         except RuntimeError as err:
             print(err, file=sys.stderr)
             return 2
@@ -262,11 +227,7 @@ def main(argv: list[str] | None = None) -> int:
             after = _rss_tree(server.pid)
         finally:
             sampler.stop()
-            server.terminate()
-            try:
-                server.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                server.kill()
+            stop_app(server)
         failed = 0
         for photo, result in zip(photos, results):
             if isinstance(result, BaseException):

@@ -10,61 +10,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
-import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_app(port: int, models: str | None, log_path: Path) -> subprocess.Popen:
-    """``streamlit run app.py`` on 127.0.0.1:port; returns once /_stcore/health answers (or raises)."""
-    env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
-    if models:
-        env["SHARPKD_MODELS"] = str(Path(models).resolve())
-    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true"]
-    cmd += ["--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]
-    log = log_path.open("wb")
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"streamlit exited with status {proc.returncode}; see {log_path}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
-                if r.read().strip() == b"ok":
-                    return proc
-        except OSError:
-            time.sleep(0.3)
-    proc.terminate()
-    raise RuntimeError(f"streamlit did not answer on port {port} within 60 s; see {log_path}")
-
-
-def stop_app(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+from apphost import CHROMIUM, CHROMIUM_ARGS, ROOT, free_port, start_app, stop_app  # docs/ is on sys.path
 
 
 def shoot(url: str, out: Path, chromium: str, width: int, height: int, sample: str | None) -> None:
@@ -98,14 +48,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", default=None, help="models folder (sets SHARPKD_MODELS; default: models/)")
     parser.add_argument("--out", default=str(ROOT / "docs" / "screenshot.png"), help="where to write the PNG")
     parser.add_argument("--sample", default="chelsea", help="built-in sample photo to show")
-    parser.add_argument("--chromium", default="/usr/bin/chromium", help="Chromium executable")
+    parser.add_argument("--chromium", default=CHROMIUM, help="Chromium executable")
     parser.add_argument("--size", default="1400x1300", help="viewport WIDTHxHEIGHT")
     args = parser.parse_args(argv)
     width, height = (int(v) for v in args.size.lower().split("x"))
     port = args.port or free_port()
     out = Path(args.out).resolve()
     log_path = Path(tempfile.gettempdir()) / f"sharpkd-screenshot-{port}.log"
-    proc = start_app(port, args.models, log_path)
+    env = {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    if args.models:
+        env["SHARPKD_MODELS"] = str(Path(args.models).resolve())
+    proc = start_app(port, log_path, env)
     try:
         shoot(f"http://127.0.0.1:{port}", out, args.chromium, width, height, args.sample)
     finally:

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import streamlit as st
+from appserver import APP, fresh_app
 from PIL import Image
 from streamlit.delta_generator import DeltaGenerator
 from streamlit.testing.v1 import AppTest
@@ -28,7 +29,6 @@ import sharpkd.app.jobs
 import sharpkd.app.viewer
 import sharpkd.data
 
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
 PEERS = ["unsharp", "cas", "ffmpeg-unsharp"]  # the classical peers, shown and timed by default
 TIMEOUT = 120  # seconds per script run; generous for a busy 2-core machine
 WAIT_S = 300  # for a training thread to finish
@@ -56,16 +56,8 @@ def temporary_folders(monkeypatch, tmp_path):
 @pytest.fixture
 def app(tiny_models_dir, small_photos):
     """A fresh AppTest on app.py with empty Streamlit caches (they are per process, so tests would share them)."""
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    yield at.run()
-    job = at.session_state["train_job"] if "train_job" in at.session_state else None
-    if job is not None:
-        job.cancel()
-        job.wait(WAIT_S)
-    st.cache_data.clear()
-    st.cache_resource.clear()
+    with fresh_app(TIMEOUT, WAIT_S) as at:
+        yield at
 
 
 class FakeCompare:

@@ -3,8 +3,8 @@ drag the before/after divider.
 
 Needs the Python ``playwright`` package and a Chromium at /usr/bin/chromium (Debian's ``chromium`` package); the tests
 are skipped, naming the missing piece, when either is absent. Nothing is fetched from the network. The ``server``
-fixture (the app on a free port with the tiny models) lives in conftest.py; it is re-exported here for the modules
-that take it from this one.
+fixture (the app on a free port with the tiny models) lives in appserver.py; CHROMIUM and CHROMIUM_ARGS are
+re-exported here for the modules that take them from this one.
 """
 
 from __future__ import annotations
@@ -15,18 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from appserver import server  # noqa: F401  (the fixture of the browser tests)
+from appserver import CHROMIUM, CHROMIUM_ARGS, server  # noqa: F401  (server: the fixture of the browser tests)
 from PIL import Image
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 RESULT_TIMEOUT_MS = 120_000  # the first Compare run loads every model on a busy 2-core machine
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")

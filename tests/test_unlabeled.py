@@ -10,11 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import streamlit as st
 import torch
 import torch.nn as nn
+from appserver import fresh_app
 from PIL import Image
-from streamlit.testing.v1 import AppTest
 from synthetic import wave_frame
 
 import sharpkd.app.jobs
@@ -57,7 +56,6 @@ from sharpkd.training.unlabeled import (
 )
 from sharpkd.training.validation import evaluate_tensor_fn
 
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
 WAIT_S = 300  # a tiny run takes seconds; the machine may be busy
 CLIP_FRAMES, CLIP_SIZE, CLIP_FPS = 20, (64, 48), 12.0  # 1.7 s
 
@@ -458,16 +456,8 @@ def test_footage_job_cancelled_while_labelling_keeps_no_student(teacher, tmp_pat
 def app(tiny_models_dir, monkeypatch, photo):
     monkeypatch.setattr(sharpkd.app.jobs, "sample_images", lambda names=("a",): {n: photo for n in names})
     monkeypatch.setattr(sharpkd.app.jobs, "JOBS", sharpkd.app.jobs.JobRegistry())  # runs numbered from 1
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    at = AppTest.from_file(APP, default_timeout=120)
-    yield at.run()
-    job = at.session_state["train_job"] if "train_job" in at.session_state else None
-    if job is not None:
-        job.cancel()
-        job.wait(WAIT_S)
-    st.cache_data.clear()
-    st.cache_resource.clear()
+    with fresh_app(120, WAIT_S) as at:
+        yield at
 
 
 def test_train_page_fine_tunes_on_uploaded_footage(app, clip):
