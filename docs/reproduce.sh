@@ -32,6 +32,18 @@ sharpkd train-teacher --model nafnet --data "$DATA" --val "$VAL" --out "$RUNS/te
 #   decayed to its floor) gave best.pt at step 42000: full-size val synthetic +2.48 (h264 +0.41, vp8 +0.27), but
 #   barbara/vp8 -0.04 below its input, so it is not shipped (the 256 px val mean gain rose only 2.082 -> 2.099 in
 #   the anneal: the EMA had already taken most of what a lower rate gives).
+#   Then a data stage from that best.pt (2026-12-03, 68 min at ~1.45 steps/s on 2 threads; not shipped; its
+#   checkpoint is committed in models/training/teacher7/ and the same command resumes it from runs/teacher7/last.pt):
+#   the six presets only, codecs drawn twice as often (the run above trained on "mix+presets": half its crops were
+#   the random mix, and each codec preset was 1/12 of them):
+#     sharpkd train-teacher --init models/training/teacher/best.pt --data "$DATA" --val "$VAL" --out runs/teacher7 \
+#       --degradation presets:vp8=2,h264=2 --steps 6000 --batch-size 8 --patch-size 128 --lr 3e-4 --warmup 200 \
+#       --val-every 1000 --losses psnr=1 --ema 0.999 --seed 3 --max-minutes 80
+#   256 px val mean gain 2.099 -> 2.259 in 6000 steps (as much as the last 25000 steps of the run above); full-size
+#   val (sharpkd evaluate --models runs/teacher7/best.pt --data "$VAL" --backend onnx --json): downup2 +1.53,
+#   gauss1.5 +4.07 (from +4.51), motion9 +3.19 (from +2.98), vc +0.94, h264 +0.45, vp8 +0.32, synthetic +2.43
+#   (from +2.48), worst barbara/vp8 -0.007: better on five presets and on both codecs, but dropping the random mix
+#   cost gauss1.5 at full size, and barbara/vp8 is still (just) below its input, so it is not shipped either.
 # 1c. GPU teacher (NAFNet width 32, bf16, channels_last, 256 px x 32, ~8 min on one GPU; not shipped): here
 #     docs/gpu_teacher.sh --prepare (packs gpu_data/), there docs/gpu_teacher.sh OUTDIR 8. See docs/gpu.md.
 
