@@ -338,6 +338,8 @@ def test_weighted_pool_of_one_preset_is_that_preset(sharp: torch.Tensor) -> None
         ("presets:motion9=-1", "bad weight"),
         ("presets:motion9=nan", "bad weight"),
         ("presets:" + ",".join(f"{p}=0" for p in PRESETS), "weight 0"),
+        ("mix+presets:nope=1", "bad weighted pool"),
+        ("mix+presets:vp8=-1", "bad weight"),
     ],
 )
 def test_bad_weighted_pool_says_what_is_wrong(sharp: torch.Tensor, name: str, match: str) -> None:
@@ -357,3 +359,20 @@ def test_weighted_pool_context_margin_follows_the_presets_it_draws() -> None:
 
     assert context_margin("presets:motion9=3") == context_margin("presets")
     assert context_margin("presets:h264=0,vp8=0") == context_margin("mix")
+    assert context_margin("mix+presets:vp8=2,h264=2") == context_margin("mix+presets")
+    assert context_margin("mix+presets:h264=0,vp8=0") == context_margin("mix")
+
+
+def test_mix_plus_weighted_pool_is_half_random_mix_half_the_pool() -> None:
+    from sharpkd.degrade import check_degradation
+
+    only_gauss = "mix+presets:" + ",".join(f"{p}={int(p == 'gauss1.5')}" for p in PRESETS)
+    check_degradation(only_gauss)
+    x = torch.rand(64, 3, 32, 32, generator=_gen(0))
+    out = degrade(x, only_gauss, _gen(5))
+    assert torch.equal(out, degrade(x, only_gauss, _gen(5)))  # deterministic for a seed
+    gauss = degrade(x, "gauss1.5")  # seedless
+    is_gauss = [torch.equal(o, gi) for o, gi in zip(out, gauss)]
+    assert 16 <= sum(is_gauss) <= 48  # about half from the pool (binomial 64, 1/2: outside this is < 1e-4)
+    rest = [(o, xi) for o, xi, hit in zip(out, x, is_gauss) if not hit]
+    assert all((o - xi).abs().mean() > 1e-3 for o, xi in rest)  # the rest are degraded by the random mix

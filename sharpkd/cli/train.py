@@ -53,8 +53,8 @@ def _add_train_args(p: argparse.ArgumentParser, default_losses: str) -> None:
     p.add_argument(
         "--degradation",
         default="mix+presets",
-        help="training degradation: mix, presets, mix+presets, or a weighted pool presets:motion9=3,... "
-        "(presets not named weigh 1)",
+        help="training degradation: mix, presets, mix+presets, a weighted pool presets:motion9=3,... "
+        "(presets not named weigh 1), or mix+presets:vp8=2,... (half the random mix, half that pool)",
     )
     p.add_argument("--out", required=True, help="output folder (last.pt, best.pt, metrics.jsonl)")
     p.add_argument("--steps", type=int, default=d.steps)

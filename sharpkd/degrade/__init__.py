@@ -25,7 +25,7 @@ Training uses :func:`random_mix` ("mix"): downscale 1.5-4x (p=0.5), Gaussian sig
 3-15 (p=0.3), Gaussian noise sigma up to 0.02 (p=0.3), JPEG quality 30-95 (p=0.5), at least one applied. The mixes
 "presets" and "mix+presets" draw from all of :data:`PRESETS`. A weighted pool, ``"presets:motion9=3,gauss1.5=0.5"``,
 draws each preset with probability proportional to its weight (1 for a preset not named, 0 leaves it out): see
-:func:`preset_weights`.
+:func:`preset_weights`. ``"mix+presets:vp8=2,..."`` is half :func:`random_mix`, half that weighted pool.
 """
 
 from __future__ import annotations
@@ -244,6 +244,17 @@ _MIX_POOLS: dict[str, tuple[str, ...]] = {"presets": PRESETS, "mix+presets": PRE
 
 
 WEIGHTED_PREFIX = "presets:"
+MIX_PREFIX = "mix+"  # "mix+presets:NAME=W,...": half the images the random mix, half the weighted pool
+
+
+def _mixed_weights(name: str) -> dict[str, float] | None:
+    """The weighted pool of ``"mix+presets:NAME=W,..."`` (see :func:`preset_weights`); ``None`` for any other name."""
+    if not name.startswith(MIX_PREFIX + WEIGHTED_PREFIX):
+        return None
+    try:
+        return preset_weights(name[len(MIX_PREFIX) :])
+    except ValueError as err:
+        raise ValueError(f"{name!r}: {err}") from err
 
 
 def preset_weights(name: str) -> dict[str, float] | None:
@@ -282,8 +293,9 @@ def preset_weights(name: str) -> dict[str, float] | None:
 def check_degradation(name: str) -> None:
     """Raise ``ValueError`` unless :func:`degrade` accepts ``name``: a listed one (:func:`list_degradations`) or a
     valid weighted pool (its own message says what is wrong with it)."""
-    if name not in list_degradations() and preset_weights(name) is None:
-        raise ValueError(f"unknown degradation {name!r}; known: {', '.join(list_degradations())}, presets:NAME=W,...")
+    if name not in list_degradations() and preset_weights(name) is None and _mixed_weights(name) is None:
+        known = ", ".join(list_degradations())
+        raise ValueError(f"unknown degradation {name!r}; known: {known}, presets:NAME=W,..., mix+presets:NAME=W,...")
 
 
 def _weighted_pick(weights: dict[str, float], g: torch.Generator) -> str:
@@ -332,8 +344,8 @@ def degrade(
         x: sharp images.
         name: ``"downup2"``, ``"gauss1.5"``, ``"motion9"``, ``"vc"``, ``"h264"``, ``"vp8"``, ``"mix"``
             (:func:`random_mix`), ``"presets"`` (one of the six :data:`PRESETS` drawn per image),
-            ``"mix+presets"`` (half the images each way) or a weighted pool ``"presets:motion9=3,..."``
-            (:func:`preset_weights`).
+            ``"mix+presets"`` (half the images each way), a weighted pool ``"presets:motion9=3,..."``
+            (:func:`preset_weights`) or half the random mix and half a weighted pool ``"mix+presets:vp8=2,..."``.
         generator: source of randomness (motion angle, camera pan, mix parameters); ``None`` means a generator
             seeded with 0.
         strength: scales a preset's parameters (see the module docstring); ignored by the mixes.
@@ -375,6 +387,15 @@ def degrade(
     weights = preset_weights(name)
     if weights is not None:
         return torch.cat([_PRESET_FNS[_weighted_pick(weights, g)](img[None], g, 1.0) for img in x])
+    weights = _mixed_weights(name)
+    if weights is not None:
+        out = []
+        for img in x:
+            if _uniform(g, 0, 1) < 0.5:
+                out.append(random_mix(img[None], g))
+            else:
+                out.append(_PRESET_FNS[_weighted_pick(weights, g)](img[None], g, 1.0))
+        return torch.cat(out)
     raise ValueError(f"unknown degradation {name!r}; known: {', '.join(list_degradations())}")
 
 
@@ -392,7 +413,7 @@ def context_margin(name: str) -> int:
     Raises:
         ValueError: unknown ``name``.
     """
-    weights = preset_weights(name)
+    weights = preset_weights(name) or _mixed_weights(name)
     if weights is not None:
         drawn: tuple[str, ...] = tuple(k for k, w in weights.items() if w > 0)
     elif name in list_degradations():
