@@ -292,7 +292,7 @@ def preset_weights(name: str) -> dict[str, float] | None:
 
 def check_degradation(name: str) -> None:
     """Raise ``ValueError`` unless :func:`degrade` accepts ``name``: a listed one (:func:`list_degradations`) or a
-    valid weighted pool (its own message says what is wrong with it)."""
+    valid weighted pool, ``"presets:..."`` or ``"mix+presets:..."`` (its own message says what is wrong with it)."""
     if name not in list_degradations() and preset_weights(name) is None and _mixed_weights(name) is None:
         known = ", ".join(list_degradations())
         raise ValueError(f"unknown degradation {name!r}; known: {known}, presets:NAME=W,..., mix+presets:NAME=W,...")
