@@ -157,8 +157,8 @@ done
 #                                   synthetic +1.18, worst -0.38 (barbara/motion9), vp8 worst -0.08 (foreman)
 #                             no-KD downup2 +1.04, gauss1.5 +3.07, motion9 +0.07, vc +0.46, h264 +0.22, vp8 +0.08,
 #                                   synthetic +1.16, worst -0.19 (barbara/motion9), vp8 worst -0.08 (foreman)
-#     A teacher 0.36 dB better gave the same synthetic mean (+1.18, as shipped) and KD the same +0.02 over its twin,
-#     and the shipped student's motion9 worst image (+0.004) became -0.38: the student, not its teacher, is what
+#     A teacher 0.36 dB better gave the same synthetic mean (+1.18, as shipped), KD +0.02 over its twin (the shipped
+#     pair: -0.02), and the shipped student's motion9 worst image (+0.004) became -0.38: the student, not its teacher, is what
 #     limits it. Not shipped; the shipped student stays the one distilled from step 12141. The no-KD twin does not
 #     see the teacher, so this re-run repeats the shipped student-nokd's recipe: +1.16 against +1.20 shipped (motion9
 #     +0.07 against +0.17), so one run of this recipe varies by about 0.04 dB on the synthetic mean and 0.1 dB on
