@@ -104,3 +104,27 @@ def test_init_continues_the_checkpoints_own_architecture(tmp_path: Path, photo: 
     assert err.startswith("sharpkd: error: --init ") and not (tmp_path / "b" / "final.pt").exists()
     assert main([*common, "--init", str(teacher_file), "--out", str(tmp_path / "c")]) == 2
     assert "holds a teacher; distill trains a student" in capsys.readouterr().err
+
+
+def test_distill_qat_runs_and_refuses_students_it_cannot_round_before_any_work(
+    tmp_path: Path, photo: np.ndarray, capsys
+) -> None:
+    from sharpkd.checkpoint import save_checkpoint
+    from sharpkd.models import build_model
+
+    (tmp_path / "photos").mkdir()
+    Image.fromarray(photo[:64, :64]).save(tmp_path / "photos" / "a.png")
+    photos = str(tmp_path / "photos")
+    torch.manual_seed(0)
+    teacher = build_model("nafnet", width=8, enc_blocks=(1,), dec_blocks=(1,), middle_blocks=1)
+    teacher_file = save_checkpoint(tmp_path / "teacher.pt", teacher, meta={"preset": "nafnet"})
+    run = "--patch-size 16 --steps 2 --batch-size 2 --val-every 2 --warmup 1 --val-max-side 32 --device cpu".split()
+    pool = ["--cache-teacher", "4", "--cache-file", str(tmp_path / "pool.pt")]
+    common = ["distill", "--teacher", str(teacher_file), "--data", photos, "--val", photos, *run, *pool, "--qat"]
+    assert main([*common, "--model", "rtrep", "--set", "width=4", "--out", str(tmp_path / "q")]) == 0
+    last = torch.load(tmp_path / "q" / "last.pt", weights_only=True)
+    assert last["meta"]["train"]["qat"] is True and last["loop"]["step"] == 2
+    (tmp_path / "pool.pt").unlink()
+    assert main([*common, "--model", "rt", "--out", str(tmp_path / "r")]) == 2
+    assert "needs a student built of RepConv only" in capsys.readouterr().err
+    assert not (tmp_path / "pool.pt").exists()  # refused before the pool was built

@@ -74,6 +74,12 @@ def _add_train_args(p: argparse.ArgumentParser, default_losses: str) -> None:
         metavar="DECAY",
         help="keep an EMA of the weights with this decay (e.g. 0.999) and validate/save it; 0 = off",
     )
+    p.add_argument(
+        "--qat",
+        action="store_true",
+        help="quantization-aware training: train through the int8 rounding of the onnx-int8 backend (RepConv "
+        "students such as rtrep4); ship the result with sharpkd export --int8",
+    )
     p.add_argument("--max-minutes", type=float, default=d.max_minutes)
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--device", default=d.device)
@@ -127,6 +133,10 @@ def _train(args: argparse.Namespace, teacher) -> int:
     else:
         args.model = args.model or args.default_model
         model = build_model(args.model, **_overrides(args.set))
+    if args.qat:
+        from sharpkd.models.quant import attach_fake_quant
+
+        attach_fake_quant(model).remove()  # a model QAT cannot round fails here, before any data or pool is built
     meta = {
         "data": str(args.data),
         "degradation": args.degradation,
@@ -149,6 +159,7 @@ def _train(args: argparse.Namespace, teacher) -> int:
         early_stop=args.early_stop,
         plateau=args.plateau,
         ema_decay=args.ema,
+        qat=args.qat,
         ckpt_every=args.val_every,  # the CLI writes last.pt at every validation
         out_dir=args.out,
         seed=args.seed,

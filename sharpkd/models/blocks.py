@@ -83,6 +83,20 @@ _EDGE_FILTERS = torch.tensor(
 )
 
 
+def fake_quant_weight(w: torch.Tensor) -> torch.Tensor:
+    """``w`` rounded to per-output-channel symmetric int8 (scale ``max|w| / 127`` per channel), as the int8 backend
+    quantizes conv weights; the gradient passes straight through (quantization-aware training, see
+    :mod:`sharpkd.models.quant`).
+
+    Shape:
+        ``(C_out, ...) -> (C_out, ...)``.
+    """
+    scale = w.detach().abs().flatten(1).amax(1).clamp_min(1e-8) / 127  # (C_out,)
+    scale = scale.view(-1, *([1] * (w.dim() - 1)))
+    q = (w / scale).round().clamp(-127, 127) * scale
+    return w + (q - w).detach()
+
+
 class RepConv(nn.Module):
     """A 3x3 conv trained as a sum of branches and run as one plain 3x3 conv (structural re-parameterization).
 
@@ -140,8 +154,13 @@ class RepConv(nn.Module):
             out.bias.copy_(self.bias)
         return out
 
+    quant_weights = False  # round the merged kernel to int8 in forward (quantization-aware training, see models.quant)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(x, self.kernel(), self.bias, padding=1)
+        k = self.kernel()
+        if self.quant_weights:
+            k = fake_quant_weight(k)
+        return F.conv2d(x, k, self.bias, padding=1)
 
 
 def reparameterize(model: nn.Module) -> nn.Module:

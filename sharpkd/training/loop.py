@@ -33,6 +33,7 @@ from torch.utils.data import Dataset
 from sharpkd.checkpoint import load_state_into
 from sharpkd.data import EvalImages
 from sharpkd.losses import TEACHER_LOSSES, LossMix, parse_weights
+from sharpkd.models.quant import attach_fake_quant
 from sharpkd.training.cache import TeacherCache
 from sharpkd.training.callbacks import (
     BestCheckpoint,
@@ -85,6 +86,8 @@ class TrainConfig:
     channels_last: bool = False  # NHWC memory format for the models and their input (faster convolutions on CUDA)
     num_workers: int = 0  # DataLoader processes that build the batches (the degradations run there); 0 = this one
     resume: bool = True  # continue from out_dir/last.pt when it exists
+    qat: bool = False  # quantization-aware: train through the int8 graph's rounding (sharpkd.models.quant), for a
+    # RepConv student shipped on onnx-int8
     meta: dict[str, Any] = field(default_factory=dict)  # provenance stored in every checkpoint
 
     def __post_init__(self) -> None:
@@ -187,7 +190,12 @@ def fit(
     """
     with process_group(resolve_device(cfg.device)) as world:
         trainer = _Trainer(cfg, teacher, student, data, val, callbacks, world)
-        stopped = trainer.run()
+        fake_quant = attach_fake_quant(student) if cfg.qat else None  # validation then scores the int8 rounding too
+        try:
+            stopped = trainer.run()
+        finally:
+            if fake_quant is not None:
+                fake_quant.remove()  # the student goes back float; its weights never held the rounding
         trainer.keep_best()
         state = trainer.state
         return FitResult(state.step, state.best_psnr, state.history, stopped, trainer.seconds, world.rank, world.size)
