@@ -86,6 +86,24 @@ def test_load_runs_a_shipped_int8_graph_when_no_backend_is_asked(tiny_models_dir
     assert diff.mean() < 1.0
 
 
+def test_asking_for_onnx_int8_runs_the_shipped_graph_too(tiny_models_dir: Path) -> None:
+    from sharpkd.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    save_checkpoint(tiny_models_dir / "s.pt", build_model("rtrep", width=8), meta={"preset": "rtrep"})
+    other = build_model("rtrep", width=8)  # other weights: tells the shipped graph from one quantized at load time
+    with torch.no_grad():
+        for p in other.tail.parameters():
+            p.normal_(0, 0.1)
+    frame = sample_images()["astronaut"][:64, :96]
+    fresh = load("s", backend="onnx-int8").sharpen(frame)  # nothing shipped: quantized from s.pt at load time
+    export_int8(other, tiny_models_dir / "s.int8.onnx")
+    asked = load("s", backend="onnx-int8")
+    assert asked.backend == "onnx-int8"
+    assert np.array_equal(asked.sharpen(frame), load("s").sharpen(frame))  # the file auto-selection runs
+    assert not np.array_equal(asked.sharpen(frame), fresh)
+
+
 def test_int8_refuses_models_it_cannot_run(tiny_models_dir: Path) -> None:
     assert supported_backends("student") == ("torch", "onnx", "onnx-int8")  # rt works at 1/4 resolution
     assert supported_backends("teacher", ["onnx-int8", "torch"]) == ("torch",)

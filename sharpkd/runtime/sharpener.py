@@ -378,7 +378,8 @@ def load(
     Args:
         name_or_path: what to load.
         backend: ``"torch"``, ``"onnx"`` (ONNX Runtime; the model is exported to ONNX in memory when loaded) or
-            ``"onnx-int8"`` (that graph quantized to int8 at load time, luma students only); ``None`` or ``"auto"``
+            ``"onnx-int8"`` (that graph quantized to int8: the shipped int8 graph when there is one, else quantized
+            at load time; luma students only); ``None`` or ``"auto"``
             runs the model's shipped int8 graph (:func:`shipped_int8_graph`) when it has one and onnxruntime is
             installed, else :func:`fastest_backend`. :attr:`Sharpener.backend` says which runs.
         tile: tile side for large images on the tiled path.
@@ -406,8 +407,9 @@ def load(
     model, meta = load_checkpoint(path)
     onnx_path = None
     if backend is None or backend == "auto":
-        onnx_path = shipped_int8_graph(path) if fastest_backend() == "onnx" else None
-        backend = "onnx-int8" if onnx_path is not None else fastest_backend()
+        backend = default_backend(path)
+    if backend == "onnx-int8":
+        onnx_path = shipped_int8_graph(path)  # the shipped quantized graph, else quantized at load time
     return Sharpener(str(name_or_path), model, meta, backend, tile, threads, onnx_path=onnx_path, spin=spin)
 
 
@@ -417,6 +419,13 @@ def shipped_int8_graph(checkpoint: str | os.PathLike) -> Path | None:
     path = Path(checkpoint)
     graph = path.with_name(f"{path.stem}.int8.onnx")
     return graph if graph.is_file() else None
+
+
+def default_backend(checkpoint: str | os.PathLike) -> str:
+    """The backend :func:`load` runs a checkpoint on when none is asked for: ``"onnx-int8"`` when its int8 graph
+    ships beside it (:func:`shipped_int8_graph`) and onnxruntime is installed, else :func:`fastest_backend`."""
+    fastest = fastest_backend()
+    return "onnx-int8" if fastest == "onnx" and shipped_int8_graph(checkpoint) is not None else fastest
 
 
 load_pretrained = load
