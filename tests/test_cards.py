@@ -10,14 +10,18 @@ from pathlib import Path
 import pytest
 
 from sharpkd.checkpoint import load_checkpoint
+from sharpkd.data import degrade_image, to_tensor
 from sharpkd.degrade import PRESETS
 from sharpkd.errors import CheckpointError
+from sharpkd.metrics import psnr
 from sharpkd.models import count_parameters
 from sharpkd.reporting.card import ModelCard
 from sharpkd.reporting.cards import CardsConfig, write_cards
+from sharpkd.reporting.evaluate import load_eval_images
 from sharpkd.reporting.measure import conv_macs
 from sharpkd.reporting.tuning import best_per_preset_from_cards
 from sharpkd.runtime.classical import CLASSICAL, format_setting, list_peers
+from sharpkd.runtime.export import export_int8
 from sharpkd.runtime.sharpener import load
 
 PEERS = ["unsharp", "cas", "ffmpeg-unsharp"]
@@ -47,6 +51,7 @@ def test_write_cards_for_tiny_models(tiny_models_dir: Path) -> None:
         assert card["validation"]["images"] == ["astronaut"] and card["validation"]["max_side"] == 32
         assert card["generated"] == {"command": "sharpkd cards --out X --limit 1", "date": "2026-01-02"}
         assert "speed" not in card
+        assert card["backend"] == "onnx" and "metrics_by_backend" not in card  # what load(name) runs: float ONNX
         assert ModelCard.read(tiny_models_dir / f"{name}.json").to_json() == card  # the schema reads what it wrote
 
     # one card per classical peer: its tuned setting (which load() now runs), its whole grid, where it is the best
@@ -84,7 +89,7 @@ def test_write_cards_for_tiny_models(tiny_models_dir: Path) -> None:
     quality = readme[readme.index("## Quality") : readme.index("## Classical peers")]
     table = [line for line in quality.splitlines() if line.startswith("| ")]
     assert sum(line.startswith("| method") for line in table) == 1  # one table
-    assert table[0].startswith("| method | params | GMACs @1080p | downup2 SSIM | downup2 PSNR |")
+    assert table[0].startswith("| method | backend | params | GMACs @1080p | downup2 SSIM | downup2 PSNR |")
     assert table[0].endswith(
         "| vp8 SSIM | vp8 PSNR | synthetic PSNR | synthetic gain | mean PSNR | gain (dB) | worst image |"
     )
@@ -185,3 +190,30 @@ def test_quality_backends_score_the_int8_graph_of_models_that_have_one(tiny_mode
     teacher = json.loads((tiny_models_dir / "teacher.json").read_text())
     assert "metrics_by_backend" not in teacher  # the int8 backend runs luma students only
     assert ModelCard.read(tiny_models_dir / "student.json").to_json() == student
+
+
+def test_a_model_shipped_with_its_int8_graph_is_scored_on_it_with_its_float_scores_beside(tiny_models_dir) -> None:
+    """load(name) runs a shipped int8 graph by default, so the Quality table scores that graph; the float model's
+    scores go to metrics_by_backend["onnx"], which the frontier's torch and onnx points then show."""
+    for name in ("conv4", "resattn", "sepunet", "student-nokd", "teacher"):
+        (tiny_models_dir / f"{name}.pt").unlink()
+    student_pt = tiny_models_dir / "student.pt"
+    model, _ = load_checkpoint(student_pt)
+    export_int8(model, tiny_models_dir / "student.int8.onnx")
+    cfg = CardsConfig(
+        out_dir=tiny_models_dir, max_side=32, limit=1, degradations=("vc",), quality_backends=("onnx-int8",)
+    )
+    write_cards(cfg, date="2026-01-02")
+    card = ModelCard.read(tiny_models_dir / "student.json")
+    assert card.backend == "onnx-int8" == load("student").backend
+    assert list(card.metrics_by_backend) == ["onnx"]  # int8 is the default, so only float is scored apart
+    (gt,) = load_eval_images(cfg.data, cfg.max_side, cfg.limit).values()
+    restored = load("student").sharpen(degrade_image(gt, "vc", seed=0))  # the shipped graph, as the table says
+    assert card.metrics.score("vc").psnr == pytest.approx(psnr(to_tensor(restored), to_tensor(gt)).item(), abs=1e-4)
+    readme = (tiny_models_dir / "README.md").read_text()
+    quality = readme[readme.index("## Quality") : readme.index("## Classical peers")]
+    assert "| student | onnx-int8 |" in quality
+    frontier = [line.split(" | ") for line in readme[readme.index("## Frontier") :].splitlines()]
+    rows = {r[1]: r for r in frontier if r[0] == "| student"}
+    float_gain = card.metrics_by_backend["onnx"].score("vc").psnr - card.baselines["input"].score("vc").psnr
+    assert list(rows) == ["torch"] and rows["torch"][6] == f"{float_gain:+.2f}"  # no benchmark: one float point

@@ -99,13 +99,13 @@ def test_intro_and_quality_sections() -> None:
     intro = ["# sharpkd models", "", "Regenerated on 2026-01-02 by:", "", "```", "sharpkd cards", "```", ""]
     assert intro_section("", "2026-01-02")[:8] == intro  # an empty command shows as plain `sharpkd cards`
     evaluation = {"degradations": ["vc"], "images": ["a", "b"], "rows": {"input": ROW, "student": ROW}}
-    card = ModelCard(name="student", parameters=9280, macs_1080p=1_194_393_600)
+    card = ModelCard(name="student", parameters=9280, macs_1080p=1_194_393_600, backend="onnx-int8")
     lines = quality_section(evaluation, [card], "val", 64)
     assert lines[0] == "## Quality" and lines[-1] == ""
     assert lines[2].startswith("2 validation images from `val` (downscaled to at most 64 px).")
     table = lines[-2].splitlines()
-    assert table[0].startswith("| method | params | GMACs @1080p | vc SSIM |")
-    assert table[3] == "| student | 9,280 | 1.19 | 0.8123 | 25.00 | 25.00 | +1.50 |"
+    assert table[0].startswith("| method | backend | params | GMACs @1080p | vc SSIM |")
+    assert table[3] == "| student | onnx-int8 | 9,280 | 1.19 | 0.8123 | 25.00 | 25.00 | +1.50 |"
 
 
 def _result(model: str, backend: str, p50: float, peak_mb: float | None) -> BenchmarkResult:

@@ -320,8 +320,11 @@ class ModelCard:
     config: dict[str, Any] = field(default_factory=dict)  # the model config (sharpkd.models.model_config)
     parameters: int | None = None
     macs_1080p: float | None = None  # conv MACs of one forward pass at CARD_RESOLUTION (an int when written)
-    metrics: Quality = field(default_factory=Quality)
-    # the same scores on other backends whose outputs differ (e.g. "onnx-int8", a quantized graph); torch = metrics
+    metrics: Quality = field(default_factory=Quality)  # scored on what sharpkd.load(name) runs (see backend)
+    # that default backend: "onnx" (float), or "onnx-int8" when an int8 graph ships beside the weights; None: unknown
+    backend: str | None = None
+    # the same scores on other backends whose outputs differ (e.g. "onnx-int8", a quantized graph, or float "onnx"
+    # for a model whose default is int8); torch and float onnx agree within 1/255
     metrics_by_backend: dict[str, Quality] = field(default_factory=dict)
     baselines: dict[str, Quality] = field(default_factory=dict)  # input, the classical peers, best-classical
     validation: Validation = field(default_factory=Validation)
@@ -360,6 +363,7 @@ class ModelCard:
             parameters=_get(obj, "parameters", _INT, ""),
             macs_1080p=_get(obj, "macs_1080p", _NUMBER, ""),
             metrics=Quality.from_json(_get(obj, "metrics", _OBJECT, "") or {}, "metrics."),
+            backend=_get(obj, "backend", _TEXT, ""),
             metrics_by_backend={
                 b: Quality.from_json(q, f"metrics_by_backend.{b}.")
                 for b, q in _objects(obj, "metrics_by_backend", "").items()
@@ -390,6 +394,7 @@ class ModelCard:
             "parameters": self.parameters,
             "macs_1080p": self.macs_1080p,
             "metrics": self.metrics.to_json(),
+            **({"backend": self.backend} if self.backend is not None else {}),
             **(
                 {"metrics_by_backend": {b: q.to_json() for b, q in self.metrics_by_backend.items()}}
                 if self.metrics_by_backend

@@ -49,6 +49,7 @@ from sharpkd.reporting.tables import (
 )
 from sharpkd.reporting.tuning import OBJECTIVE, Tuning, tune_classical
 from sharpkd.runtime.classical import CLASSICAL
+from sharpkd.runtime.sharpener import default_backend
 
 if TYPE_CHECKING:
     from sharpkd.reporting.benchmark import BenchmarkReport
@@ -99,6 +100,7 @@ def _describe(paths: Mapping[str, Path]) -> dict[str, ModelCard]:
             config=info["config"],
             parameters=count_parameters(model),
             macs_1080p=conv_macs(model, height, width),
+            backend=default_backend(path),
             training=meta,
         )
     order = _card_order(list(cards), {n: c.kind for n, c in cards.items()})
@@ -123,14 +125,28 @@ def _benchmark(cfg: CardsConfig, models: Sequence[str], tuning: Tuning, progress
 
 
 def _quality_by_backend(
-    cfg: CardsConfig, sources: Mapping[str, str], images: Mapping, progress: Progress | None
+    cfg: CardsConfig,
+    cards: Mapping[str, ModelCard],
+    sources: Mapping[str, str],
+    images: Mapping,
+    progress: Progress | None,
 ) -> dict[str, dict[str, dict]]:
-    """``{backend: {name: evaluation row}}``: the models each of ``cfg.quality_backends`` runs, scored on it."""
+    """``{backend: {name: evaluation row}}``: the models each of ``cfg.quality_backends`` runs, scored on it unless it
+    is their default backend (the Quality table has those scores already); models whose default is the int8 graph are
+    also scored on float ``onnx``, the float rows of the frontier."""
     from sharpkd.runtime.sharpener import supported_backends
 
+    int8_default = {n for n, c in cards.items() if c.backend == "onnx-int8"}
+    backends = list(dict.fromkeys([*cfg.quality_backends, *(["onnx"] if int8_default else [])]))
     out = {}
-    for backend in cfg.quality_backends:
-        names = [n for n, s in sources.items() if backend in supported_backends(s, [backend])]
+    for backend in backends:
+        names = [
+            n
+            for n, s in sources.items()
+            if backend in supported_backends(s, [backend])
+            and cards[n].backend != backend
+            and (backend in cfg.quality_backends or n in int8_default)
+        ]
         if not names:
             continue
         result = evaluate_models(
@@ -213,10 +229,11 @@ def write_cards(
 
     images = load_eval_images(cfg.data, cfg.max_side, cfg.limit)
     tuning = tune_classical(images, cfg.degradations, progress=progress)
-    evaluation = evaluate_models(
+    evaluation = evaluate_models(  # each model on the backend sharpkd.load(name) picks (card.backend)
         sources,
         images,
         cfg.degradations,
+        backend="auto",
         progress=progress,
         peer_settings=tuning.settings,
         best_per_preset=tuning.best_per_preset,
@@ -224,7 +241,7 @@ def write_cards(
     baselines = [*BASELINES, BEST_CLASSICAL]
     rows = {b: evaluation["rows"][b] for b in baselines} | {n: evaluation["rows"][s] for n, s in zip(cards, sources)}
     evaluation = {**evaluation, "rows": rows}
-    by_backend = _quality_by_backend(cfg, dict(zip(cards, sources)), images, progress)
+    by_backend = _quality_by_backend(cfg, cards, dict(zip(cards, sources)), images, progress)
     bench = _benchmark(cfg, sources, tuning, progress) if cfg.bench else None
     # the default student on a whole 1080p clip, decode and encode included
     video = _video(cfg, str(paths["student"]), progress) if cfg.bench and "student" in paths else []

@@ -169,7 +169,8 @@ def evaluate_models(
         models: shipped names or checkpoint paths; the :data:`BASELINES` are always included, first.
         images: clean ``(H, W, 3)`` uint8 images by name, each at least 3x3.
         degradations: names accepted by :func:`sharpkd.degrade.degrade`, by default the six presets.
-        backend: ``"torch"`` or ``"onnx"`` for the neural models.
+        backend: the neural models' backend (``"torch"``, ``"onnx"``, ``"onnx-int8"``), or ``"auto"``: each on the one
+            :func:`sharpkd.load` picks for it.
         tile: tile side of the tiled inference path.
         progress: called as ``progress(done, total, label)`` before each (method, degradation) and once at the end.
         peer_settings: ``{peer: setting}`` to score the classical peers with; a peer not in it runs what

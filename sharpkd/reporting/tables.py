@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 # display names of the rows that are not a model or a peer
 BASELINE_LABELS = {INPUT: "input (degraded)", BEST_CLASSICAL: "best classical, tuned per preset"}
+FLOAT_BACKENDS = ("torch", "onnx")  # their outputs agree within 1/255: one quality serves both
 RESULTS_START, RESULTS_END = "<!-- results:start -->", "<!-- results:end -->"  # the project README's results block
 
 
@@ -132,11 +133,14 @@ def quality_section(
         "clean image: PSNR in dB and SSIM (Gaussian window) on [0, 1]. `gain` is the mean PSNR minus the input's;",
         f"`synthetic` is the mean over the four synthetic presets ({', '.join(SYNTHETIC_PRESETS)}). The classical",
         "peers run their setting tuned on these images (see Classical peers); the best-classical row takes, for each",
-        "preset separately, the best peer and setting on that preset.",
+        "preset separately, the best peer and setting on that preset. `backend` is what `sharpkd.load(name)` runs",
+        "and what the row scores: float ONNX Runtime (`onnx`), or the int8 graph shipped beside the weights",
+        "(`onnx-int8`; see Frontier for the same model in float).",
         "",
         metrics_table(
             evaluation,
             extra={
+                "backend": {c.name: c.backend or "" for c in cards},
                 "params": {c.name: f"{c.parameters:,}" for c in cards},
                 "GMACs @1080p": {c.name: f"{c.macs_1080p / 1e9:.2f}" for c in cards},
             },
@@ -183,7 +187,8 @@ def frontier_rows(cards: Sequence[ModelCard]) -> list[dict[str, Any]]:
     """One point per (network, backend) of the quality-against-latency frontier, from finished model cards.
 
     Quality on a backend is the card's ``metrics_by_backend`` entry when it has one (a quantized graph changes the
-    outputs), else its ``metrics`` (torch and float ONNX agree within 1/255). Cards without speed give one point
+    outputs), else its ``metrics`` (scored on ``card.backend``); torch and float ONNX agree within 1/255, so for a
+    card whose default is the int8 graph the float backends share its float entry. Cards without speed give one point
     with no latency.
 
     Returns:
@@ -196,7 +201,12 @@ def frontier_rows(cards: Sequence[ModelCard]) -> list[dict[str, Any]]:
         speeds = card.speed_by_backend or {"torch": None}
         base = card.baselines.get(INPUT)
         for backend, speed in speeds.items():
-            quality = card.metrics_by_backend.get(backend, card.metrics)
+            quality = card.metrics_by_backend.get(backend)
+            if quality is None and backend in FLOAT_BACKENDS and card.backend not in (None, *FLOAT_BACKENDS):
+                quality = next(
+                    (card.metrics_by_backend[b] for b in FLOAT_BACKENDS if b in card.metrics_by_backend), None
+                )
+            quality = quality or card.metrics
             gains = {
                 d: s.psnr - base.score(d).psnr
                 for d, s in quality.degradations.items()
