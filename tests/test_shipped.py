@@ -18,7 +18,7 @@ from sharpkd.degrade import PRESETS
 from sharpkd.metrics import psnr
 from sharpkd.runtime.sharpener import models_dir
 
-SHIPPED = ("teacher", "student", "student-nokd", "rtrep", "rt", "conv4", "resattn", "sepunet")
+SHIPPED = ("teacher", "student", "student-nokd", "rtrep4", "rtrep", "rt", "conv4", "resattn", "sepunet")
 
 
 @pytest.fixture(scope="module")

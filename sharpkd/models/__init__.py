@@ -95,9 +95,10 @@ def rtrep(**kw) -> Student:
 @register("student")
 def rtrep4(**kw) -> Student:
     """:func:`rtrep` with four body convs instead of two (six 3x3 convs of 16 channels at 1/4 resolution, 864
-    MAC/pixel), the default student since the depth experiment of docs/reproduce.sh (2a): more gain on downup2,
-    gauss1.5 and vc at about 1.2x the 1080p latency. Its motion9 gain comes from the fine-tune on pools that draw
-    camera shake more often (docs/reproduce.sh, step 2)."""
+    MAC/pixel): more gain on downup2, gauss1.5 and vc than rtrep at about 1.2x the 1080p latency (docs/reproduce.sh,
+    2a); shipped as ``rtrep4``. Its motion9 gain comes from the fine-tune on pools that draw camera shake more often
+    (step 2). The default student is this preset with ``num_blocks=6``, grown from the trained rtrep4 by
+    docs/deepen_student.py (step 2c)."""
     return rtrep(**{"num_blocks": 4, **kw})
 
 
