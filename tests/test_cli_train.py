@@ -52,18 +52,22 @@ def test_model_help_names_every_registered_preset(command: str, kind: str) -> No
     assert all(name in action.help for name in list_models(kind)), action.help
 
 
-def test_distill_with_a_teacher_pool_and_feature_kd(tmp_path: Path, photo: np.ndarray) -> None:
-    """A pool holds the teacher's outputs only: with ``feat`` the teacher reruns on the pooled inputs, so feature
-    distillation trains on the very crops of the pool (the same data as the pool's output-KD twin)."""
+def _photos_and_teacher(tmp_path: Path, photo: np.ndarray) -> tuple[str, Path]:
+    """A folder holding one 64x64 photo, and a tiny NAFNet teacher's checkpoint."""
     from sharpkd.checkpoint import save_checkpoint
     from sharpkd.models import build_model
 
     (tmp_path / "photos").mkdir()
     Image.fromarray(photo[:64, :64]).save(tmp_path / "photos" / "a.png")
-    photos = str(tmp_path / "photos")
     torch.manual_seed(0)
     teacher = build_model("nafnet", width=8, enc_blocks=(1,), dec_blocks=(1,), middle_blocks=1)
-    teacher_file = save_checkpoint(tmp_path / "teacher.pt", teacher, meta={"preset": "nafnet"})
+    return str(tmp_path / "photos"), save_checkpoint(tmp_path / "teacher.pt", teacher, meta={"preset": "nafnet"})
+
+
+def test_distill_with_a_teacher_pool_and_feature_kd(tmp_path: Path, photo: np.ndarray) -> None:
+    """A pool holds the teacher's outputs only: with ``feat`` the teacher reruns on the pooled inputs, so feature
+    distillation trains on the very crops of the pool (the same data as the pool's output-KD twin)."""
+    photos, teacher_file = _photos_and_teacher(tmp_path, photo)
     run = "--model rt --set width=4 --patch-size 16 --steps 3 --batch-size 2 --val-every 3 --warmup 1".split()
     pool = ["--cache-teacher", "6", "--cache-file", str(tmp_path / "pool.pt")]
     common = ["distill", "--teacher", str(teacher_file), "--data", photos, "--val", photos, "--val-max-side", "32"]
@@ -109,15 +113,7 @@ def test_init_continues_the_checkpoints_own_architecture(tmp_path: Path, photo: 
 def test_distill_qat_runs_and_refuses_students_it_cannot_round_before_any_work(
     tmp_path: Path, photo: np.ndarray, capsys
 ) -> None:
-    from sharpkd.checkpoint import save_checkpoint
-    from sharpkd.models import build_model
-
-    (tmp_path / "photos").mkdir()
-    Image.fromarray(photo[:64, :64]).save(tmp_path / "photos" / "a.png")
-    photos = str(tmp_path / "photos")
-    torch.manual_seed(0)
-    teacher = build_model("nafnet", width=8, enc_blocks=(1,), dec_blocks=(1,), middle_blocks=1)
-    teacher_file = save_checkpoint(tmp_path / "teacher.pt", teacher, meta={"preset": "nafnet"})
+    photos, teacher_file = _photos_and_teacher(tmp_path, photo)
     run = "--patch-size 16 --steps 2 --batch-size 2 --val-every 2 --warmup 1 --val-max-side 32 --device cpu".split()
     pool = ["--cache-teacher", "4", "--cache-file", str(tmp_path / "pool.pt")]
     common = ["distill", "--teacher", str(teacher_file), "--data", photos, "--val", photos, *run, *pool, "--qat"]

@@ -206,7 +206,8 @@ def frontier_rows(cards: Sequence[ModelCard]) -> list[dict[str, Any]]:
                 quality = next(
                     (card.metrics_by_backend[b] for b in FLOAT_BACKENDS if b in card.metrics_by_backend), None
                 )
-            quality = quality or card.metrics
+            if quality is None:
+                quality = card.metrics
             gains = {
                 d: s.psnr - base.score(d).psnr
                 for d, s in quality.degradations.items()
