@@ -109,7 +109,8 @@ if frontier:
     st.caption(
         "Each network on each benchmarked backend (onnx-int8: the quantized graph, scored on its own outputs) and "
         "each tuned classical peer: PSNR gain over the degraded input per preset and on average, and the validation "
-        "image it harms most. `rt` is the previous default student, kept as the baseline."
+        "image it harms most. `rt` is the first default student, kept as the baseline (`rtrep` and `rtrep4`, later "
+        "defaults, are kept too)."
     )
 else:
     st.info("No model cards with speed yet: `sharpkd cards --bench` writes them.")

@@ -286,7 +286,7 @@ def gain_figure(val: Sequence[dict[str, float]], metric: str = "psnr", height: i
     return fig
 
 
-BASELINE_MODEL = "rt"  # the previous default student, kept as a named baseline on the frontier chart
+BASELINE_MODEL = "rt"  # the first default student, kept as a named baseline on the frontier chart
 
 
 def frontier_figure(points: Sequence[dict[str, Any]], height: int = 460) -> go.Figure:
