@@ -454,3 +454,15 @@ def test_fastest_backend_falls_back_to_torch_without_onnxruntime(monkeypatch: py
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "onnxruntime" else real(n, *a))
     assert fastest_backend() == "torch"
+
+
+def test_fastest_backend_is_torch_when_onnx_is_missing_for_the_export(monkeypatch: pytest.MonkeyPatch) -> None:
+    """onnxruntime alone cannot run a network: the in-memory export needs the onnx package (a clean install of an
+    older requirements.txt had onnxruntime only, and the app failed on its first photo)."""
+    import importlib.util
+
+    from sharpkd.runtime.sharpener import fastest_backend
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "onnx" else real(n, *a))
+    assert fastest_backend() == "torch"

@@ -353,10 +353,12 @@ def supported_backends(name_or_path: str | os.PathLike, backends: Sequence[str] 
 
 def fastest_backend() -> str:
     """The backend :func:`load` picks when none is given: ONNX Runtime when it is installed (1.7-2x faster than eager
-    torch for every shipped network on the development CPU, see models/README.md), else torch."""
+    torch for every shipped network on the development CPU, see models/README.md), else torch. The ONNX backend
+    exports the network in memory, which needs the ``onnx`` package as well: without it, torch."""
     import importlib.util
 
-    return "onnx" if importlib.util.find_spec("onnxruntime") is not None else "torch"
+    have = all(importlib.util.find_spec(m) is not None for m in ("onnxruntime", "onnx"))
+    return "onnx" if have else "torch"
 
 
 def load(
